@@ -1,0 +1,124 @@
+"""The forward process of DDPM: noise schedule, q(x_t | x_0), the posterior, and the training loss.
+
+| name        | symbol                      | where                                        |
+|-------------|-----------------------------|----------------------------------------------|
+| beta        | beta_t                      | Ho et al. 2020, eq. 2 (variance of step t)   |
+| alpha       | alpha_t = 1 - beta_t        | Ho et al. 2020, sec. 2                       |
+| alpha_bar   | prod_{s<=t} alpha_s         | Ho et al. 2020, eq. 4                        |
+| x_t         | sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps    | eq. 4 (closed form)      |
+| x0 from eps | (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar) | eq. 15 / Song et al. eq. 12 |
+| posterior   | q(x_{t-1} | x_t, x0) = N(mean, beta_tilde)      | eq. 6-7                  |
+| loss        | E || eps - eps_hat(x_t, t, y) ||^2                | eq. 14 (L_simple)        |
+
+Timesteps are 0-based: t = 0 .. T-1, so `alpha_bar[0] = 1 - beta[0]` is the least noisy step.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True, eq=False)
+class NoiseSchedule:
+    """beta_t and the products derived from it, computed once in float64.
+
+    Build with `NoiseSchedule.linear(T)` (Ho et al. 2020) or `NoiseSchedule.cosine(T)`
+    (Nichol & Dhariwal 2021). All tensors are (T,) float64 on the CPU; `at` moves what it gathers.
+    """
+
+    beta: torch.Tensor
+
+    @classmethod
+    def linear(cls, T=1000, beta_start=1e-4, beta_end=0.02):
+        """Linearly spaced beta_t; the 1e-4..0.02 range at T=1000 is Ho et al.'s, rescaled for other T."""
+        scale = 1000 / T
+        return cls(torch.linspace(beta_start * scale, beta_end * scale, T, dtype=torch.float64))
+
+    @classmethod
+    def cosine(cls, T=1000, s=0.008, max_beta=0.999):
+        """alpha_bar(t) = cos^2(((t/T + s) / (1 + s)) pi/2), betas clipped at `max_beta` (Nichol & Dhariwal eq. 17)."""
+        f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+        beta = [min(1 - f(t + 1) / f(t), max_beta) for t in range(T)]
+        return cls(torch.tensor(beta, dtype=torch.float64))
+
+    @classmethod
+    def named(cls, name, T):
+        if name not in ("linear", "cosine"):
+            raise ValueError(f"unknown schedule {name!r}; choose 'linear' or 'cosine'")
+        return getattr(cls, name)(T)
+
+    @property
+    def T(self):
+        return len(self.beta)
+
+    @property
+    def alpha(self):
+        return 1.0 - self.beta
+
+    @property
+    def alpha_bar(self):
+        return torch.cumprod(self.alpha, dim=0)
+
+    @property
+    def alpha_bar_prev(self):
+        return F.pad(self.alpha_bar[:-1], (1, 0), value=1.0)
+
+    @property
+    def snr(self):
+        """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) (Kingma et al. 2021)."""
+        return self.alpha_bar / (1.0 - self.alpha_bar)
+
+    def at(self, name, t, like):
+        """Gather `name` (e.g. "alpha_bar") at timesteps t (B,) shaped (B, 1, 1, 1) like `like`."""
+        values = getattr(self, name)[t.cpu() if torch.is_tensor(t) else t]
+        values = torch.as_tensor(values, dtype=like.dtype).to(like.device)
+        return values.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def q_step(schedule, x_prev, t, eps):
+    """One forward step q(x_t | x_{t-1}): sqrt(alpha_t) x_{t-1} + sqrt(1 - alpha_t) eps (Ho eq. 2)."""
+    alpha = schedule.at("alpha", t, x_prev)
+    return alpha.sqrt() * x_prev + (1 - alpha).sqrt() * eps
+
+
+def q_sample(schedule, x0, t, eps):
+    """Closed form q(x_t | x0): sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps (Ho eq. 4).
+
+    Args:
+        x0: (B, C, H, W) in [-1, 1]; t: (B,) long in [0, T); eps: like x0, standard normal.
+    """
+    alpha_bar = schedule.at("alpha_bar", t, x0)
+    return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
+
+
+def predict_x0(schedule, x_t, t, eps):
+    """Invert the closed form: x0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
+    alpha_bar = schedule.at("alpha_bar", t, x_t)
+    return (x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+
+
+def q_posterior(schedule, x0, x_t, t):
+    """Mean and variance of q(x_{t-1} | x_t, x0) (Ho eq. 6-7).
+
+    mean = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x0
+         + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t
+    var  = beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t
+    """
+    beta, alpha = schedule.at("beta", t, x_t), schedule.at("alpha", t, x_t)
+    alpha_bar, alpha_bar_prev = schedule.at("alpha_bar", t, x_t), schedule.at("alpha_bar_prev", t, x_t)
+    mean = (alpha_bar_prev.sqrt() * beta * x0 + alpha.sqrt() * (1 - alpha_bar_prev) * x_t) / (1 - alpha_bar)
+    return mean, (1 - alpha_bar_prev) / (1 - alpha_bar) * beta
+
+
+def diffusion_loss(model, schedule, x0, y, generator=None):
+    """L_simple (Ho eq. 14): MSE between the true noise and the model's prediction at a random t.
+
+    Args:
+        model: callable (x_t, t, y) -> eps_hat. x0: (B, 3, H, W) in [-1, 1]. y: attribute states.
+    """
+    t = torch.randint(0, schedule.T, (x0.shape[0],), device=x0.device, generator=generator)
+    eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+    eps_hat = model(q_sample(schedule, x0, t, eps), t, y)
+    return F.mse_loss(eps_hat.float(), eps.float())

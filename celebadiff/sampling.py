@@ -1,0 +1,125 @@
+"""Reverse processes: DDPM ancestral sampling, DDIM (any steps, any eta), DDIM inversion, guidance.
+
+Every sampler takes any callable `model(x_t, t, y) -> eps_hat`, so tests can pass an analytic model.
+
+DDIM step from t to s < t (Song et al. 2021, eq. 12), with alpha_bar_{-1} = 1:
+
+    x0_hat  = (x_t - sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_bar_t)                 (1)
+    sigma   = eta sqrt((1 - alpha_bar_s) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_s)   (2)
+    x_s     = sqrt(alpha_bar_s) x0_hat + sqrt(1 - alpha_bar_s - sigma^2) eps_hat + sigma z      (3)
+
+With eta = 0 the map is deterministic and, run from s up to t with the same eps_hat, invertible:
+that is DDIM inversion, the first half of DDIB editing.
+"""
+
+import torch
+from tqdm.auto import tqdm
+
+from .diffusion import predict_x0, q_posterior
+from .unet import ABSENT, PRESENT, UNKNOWN
+
+
+def ddim_timesteps(T, steps):
+    """`steps` timesteps, evenly spaced, ascending: 0, T//steps, 2 T//steps, ... (diffusers' "leading")."""
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be between 1 and T={T}, got {steps}")
+    return [i * (T // steps) for i in range(steps)]
+
+
+def _alpha_bar(schedule, t, like):
+    """alpha_bar at a scalar step t, with alpha_bar_{-1} = 1 (the clean image)."""
+    return schedule.at("alpha_bar", torch.tensor([t]), like) if t >= 0 else torch.ones_like(like[:1, :1, :1, :1])
+
+
+def ddim_step(schedule, x_t, eps_hat, t, s, eta=0.0, z=None):
+    """Equations (1)-(3): move x_t at step t to step s (s < t; s = -1 is the clean image)."""
+    ab_t, ab_s = _alpha_bar(schedule, t, x_t), _alpha_bar(schedule, s, x_t)
+    x0_hat = (x_t - (1 - ab_t).sqrt() * eps_hat) / ab_t.sqrt()
+    sigma = eta * ((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)).sqrt()
+    x_s = ab_s.sqrt() * x0_hat + (1 - ab_s - sigma**2).clamp(min=0).sqrt() * eps_hat
+    return x_s + sigma * z if eta > 0 else x_s
+
+
+def _full(t, x):
+    return torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+
+
+@torch.no_grad()
+def ddim_sample(model, schedule, x_T, y, steps=50, eta=0.0, generator=None, progress=False):
+    """Generate from noise x_T (B, 3, H, W) under attribute states y by DDIM. Returns x0 in about [-1, 1]."""
+    ts = ddim_timesteps(schedule.T, steps)
+    x = x_T
+    for i in tqdm(reversed(range(len(ts))), total=len(ts), disable=not progress, desc="DDIM"):
+        eps_hat = model(x, _full(ts[i], x), y)
+        z = torch.randn(x.shape, generator=generator, device=x.device) if eta > 0 else None
+        x = ddim_step(schedule, x, eps_hat, ts[i], ts[i - 1] if i > 0 else -1, eta, z)
+    return x
+
+
+@torch.no_grad()
+def ddim_invert(model, schedule, x0, y, steps=50, progress=False):
+    """Deterministic DDIM inversion: run eq. (1)-(3) with eta = 0 upwards, from x0 to x_T.
+
+    Each step from s to t uses eps_hat = model(x_s, t, y), the usual approximation of the
+    eps_hat that the reverse step from t will see (Dhariwal & Nichol 2021, app. F).
+    """
+    ts = ddim_timesteps(schedule.T, steps)
+    x = x0
+    for i in tqdm(range(len(ts)), disable=not progress, desc="DDIM inversion"):
+        eps_hat = model(x, _full(ts[i], x), y)
+        s = ts[i - 1] if i > 0 else -1
+        ab_s, ab_t = _alpha_bar(schedule, s, x), _alpha_bar(schedule, ts[i], x)
+        x0_hat = (x - (1 - ab_s).sqrt() * eps_hat) / ab_s.sqrt()
+        x = ab_t.sqrt() * x0_hat + (1 - ab_t).sqrt() * eps_hat
+    return x
+
+
+@torch.no_grad()
+def ddpm_sample(model, schedule, x_T, y, generator=None, progress=False):
+    """Ancestral sampling (Ho et al. 2020, Algorithm 2), all T steps, posterior variance beta_tilde."""
+    x = x_T
+    for t in tqdm(reversed(range(schedule.T)), total=schedule.T, disable=not progress, desc="DDPM"):
+        tt = _full(t, x)
+        x0_hat = predict_x0(schedule, x, tt, model(x, tt, y)).clamp(-1, 1)
+        mean, var = q_posterior(schedule, x0_hat, x, tt)
+        z = torch.randn(x.shape, generator=generator, device=x.device) if t > 0 else torch.zeros_like(x)
+        x = mean + var.sqrt() * z
+    return x
+
+
+def guided(model, w=0.0, attribute_w=None):
+    """Wrap `model` with classifier-free guidance (Ho & Salimans 2021); the result is a model too.
+
+        eps = eps(y) + w (eps(y) - eps(all unknown))
+                     + sum_a |w_a| (eps(y with a set to PRESENT if w_a > 0 else ABSENT) - eps(y))
+
+    Args:
+        w: global guidance weight (0: plain conditional model).
+        attribute_w: signed per-attribute weights, (A,) or (B, A): +2 pushes an attribute towards
+            present with weight 2, -1 towards absent. Where y already holds an attribute UNKNOWN
+            this is per-attribute guidance; where y holds the opposite value it moves from y to
+            the flipped condition (used by editing). All terms are evaluated in one batched call.
+    """
+    def eps(x_t, t, y):
+        B, variants, weights = x_t.shape[0], [y], []
+        if w:
+            variants.append(torch.full_like(y, UNKNOWN))
+            weights.append(torch.full((B,), -float(w), device=x_t.device))
+        if attribute_w is not None:
+            aw = torch.as_tensor(attribute_w, dtype=torch.float32, device=x_t.device).expand(B, -1)
+            # row b's k-th nonzero weight gets variant k; rows with fewer nonzeros get weight 0
+            order = aw.abs().argsort(dim=1, descending=True)
+            for k in range(int((aw != 0).sum(1).max())):
+                a, wk = order[:, k], aw.gather(1, order[:, k:k + 1])[:, 0]
+                flipped = y.clone()
+                flipped[torch.arange(B), a] = torch.where(wk > 0, PRESENT, ABSENT)
+                variants.append(flipped)
+                weights.append(wk.abs())
+        if len(variants) == 1:
+            return model(x_t, t, y)
+        out = model(x_t.repeat(len(variants), 1, 1, 1), t.repeat(len(variants)), torch.cat(variants))
+        out = out.reshape(len(variants), *x_t.shape)
+        # expanding the formula: eps(y) carries 1 - sum(coefficients of the other variants)
+        coefs = torch.stack(weights)[:, :, None, None, None].to(out.dtype)  # (V - 1, B, 1, 1, 1)
+        return out[0] * (1 - coefs.sum(0)) + (coefs * out[1:]).sum(0)
+    return eps

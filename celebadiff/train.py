@@ -1,0 +1,275 @@
+"""Training: DDPM's L_simple with AdamW, warm-up, clipping, EMA, atomic safetensors checkpoints,
+exact resume, and DistributedDataParallel under `torchrun`.
+
+The data order, the noise and the attribute dropout all come from seeded generators whose state
+is saved in the checkpoint, so an interrupted run resumed with `--resume` reaches the same weights
+as one that never stopped.
+"""
+
+import copy
+import csv
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+from torchvision.utils import save_image
+from tqdm.auto import tqdm
+
+from .config import Config
+from .data import CelebADataset, to_model_range
+from .diffusion import NoiseSchedule, diffusion_loss
+from .sampling import ddim_sample
+from .unet import UNet, attribute_states
+
+LAST = "last.safetensors"
+
+
+def build_model(config):
+    return UNet(config.channels, config.n_blocks, config.attention, len(config.attributes), config.dropout)
+
+
+def default_cache_dir():
+    return Path(os.environ.get("CELEBADIFF_CACHE", Path.home() / ".cache" / "celebadiff"))
+
+
+def training_set(config, data_dir, split="train"):
+    """The split as an in-memory uint8 dataset (decoded once, then cached on disk)."""
+    return CelebADataset(data_dir, split, attributes=list(config.attributes), size=config.image_size,
+                         crop=config.crop, cache_dir=default_cache_dir())
+
+
+# --- checkpoints ------------------------------------------------------------------------------------
+
+def find_checkpoint(path):
+    """A checkpoint file from a file, a run folder, or a `checkpoints/` folder."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    for candidate in (path / LAST, path / "checkpoints" / LAST):
+        if candidate.is_file():
+            return candidate
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else []
+    if len(files) == 1:
+        return files[0]
+    raise FileNotFoundError(f"no checkpoint at {path}: pass a .safetensors file, a run folder (with "
+                            f"checkpoints/{LAST}) or a folder holding one .safetensors file")
+
+
+def read_checkpoint(path, device="cpu"):
+    """(tensors by name, config, step) from a checkpoint file; nothing is unpickled."""
+    path = find_checkpoint(path)
+    with safe_open(path, framework="pt", device=str(device)) as f:
+        meta = f.metadata() or {}
+        if "config" not in meta:
+            raise ValueError(f"{path} is not a celebadiff checkpoint (no config in its metadata)")
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    return tensors, Config.from_dict(json.loads(meta["config"])), int(meta.get("step", 0))
+
+
+def _prefixed(tensors, prefix):
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def load_model(path, device="cpu", ema=True, expect=None):
+    """Load a model for sampling: (UNet in eval mode, Config, step).
+
+    Uses the EMA weights when the file has them and `ema` is True. With `expect` (a Config), a
+    checkpoint from another model config raises ValueError naming the differing fields.
+    """
+    tensors, config, step = read_checkpoint(path)
+    if expect is not None:
+        expect.check_compatible(config, source=str(path))
+    weights = _prefixed(tensors, "ema.") if ema else {}
+    weights = weights or _prefixed(tensors, "model.")
+    model = build_model(config)
+    model.load_state_dict({k: v.float() for k, v in weights.items()})
+    return model.to(device).eval(), config, step
+
+
+def _atomic_save(tensors, path, metadata):
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path, config, step, model, ema, optimizer=None, generator=None):
+    """Weights, EMA, optimizer moments and generator state in one safetensors file, written atomically."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    if optimizer is not None:
+        for i, state in optimizer.state_dict()["state"].items():
+            tensors.update({f"optim.{i}.{k}": torch.as_tensor(v) for k, v in state.items()})
+    if generator is not None:
+        tensors["rng"] = generator.get_state()
+    _atomic_save(tensors, Path(path), {"config": config.to_json(), "step": str(step)})
+
+
+def export_ema(run, out, half=True):
+    """Write only the EMA weights of a run's last checkpoint (fp16 by default): the shippable model."""
+    tensors, config, step = read_checkpoint(run)
+    ema = {k: v.half() if half and v.is_floating_point() else v for k, v in tensors.items() if k.startswith("ema.")}
+    _atomic_save(ema, Path(out), {"config": config.to_json(), "step": str(step)})
+    return Path(out)
+
+
+# --- the loop ---------------------------------------------------------------------------------------
+
+def learning_rate(config, step):
+    """Linear warm-up to `lr`, then cosine decay to lr / 10."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def drop_attributes(labels, config, generator):
+    """0/1 labels -> states, each attribute UNKNOWN with p_drop_attribute and all with p_uncond."""
+    B, A = labels.shape
+    known = torch.rand((B, A), generator=generator, device=labels.device) >= config.p_drop_attribute
+    known &= (torch.rand((B, 1), generator=generator, device=labels.device) >= config.p_uncond)
+    return attribute_states(labels, known)
+
+
+def _distributed():
+    """(rank, world size), initialising the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank() if world > 1 else 0), world
+
+
+def _device(rank):
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+        return device
+    return torch.device("cpu")
+
+
+def sample_grid(model, config, schedule, labels, path, steps=25, seed=0):
+    """DDIM samples (EMA weights) for the given 0/1 label rows, saved as one PNG grid."""
+    device = next(model.parameters()).device
+    g = torch.Generator(device).manual_seed(seed)
+    x_T = torch.randn((len(labels), 3, config.image_size, config.image_size), generator=g, device=device)
+    x0 = ddim_sample(model, schedule, x_T, attribute_states(labels.to(device)), steps=steps)
+    save_image(x0.add(1).div(2).clamp(0, 1), path, nrow=8)
+
+
+def train(config, data_dir, out_dir, resume=False, device=None, progress=True, stop_after=None):
+    """Train a model; returns the run folder.
+
+    Writes out_dir/config.json, loss.csv, samples/step_NNNNNN.png and checkpoints/last.safetensors.
+    `stop_after` ends the run early after that many steps (to test resuming).
+    """
+    rank, world = _distributed()
+    device = torch.device(device) if device else _device(rank)
+    out = Path(out_dir)
+    ckpt_path = out / "checkpoints" / LAST
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} must divide among {world} processes")
+    data = training_set(config, data_dir)
+    images, labels = data.images, data.labels
+    sampler = DistributedSampler(range(len(images)), num_replicas=world, rank=rank, shuffle=True,
+                                 seed=config.seed, drop_last=True)
+    per_rank = config.batch_size // world
+    steps_per_epoch = len(sampler) // per_rank
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(images)} training images are fewer than one batch of {config.batch_size}")
+
+    torch.manual_seed(config.seed)
+    model = build_model(config).to(device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator(device).manual_seed(config.seed * 1000 + rank)
+    schedule = NoiseSchedule.named(config.schedule, config.T)
+    step = 0
+    if resume:
+        step = _restore(ckpt_path, config, model, ema, optimizer, generator)
+    elif ckpt_path.exists():
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    net = DistributedDataParallel(model) if world > 1 else model
+    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else nullcontext()
+    if rank == 0:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (out / "samples").mkdir(exist_ok=True)
+        (out / "config.json").write_text(config.to_json())
+    grid_labels = labels[:16]
+
+    end = min(config.steps, step + stop_after) if stop_after else config.steps
+    bar = tqdm(total=config.steps, initial=step, disable=not progress or rank > 0, desc="train", smoothing=0.05)
+    order, epoch, window, t0 = None, -1, [], time.perf_counter()
+    while step < end:
+        if step // steps_per_epoch != epoch:
+            epoch = step // steps_per_epoch
+            sampler.set_epoch(epoch)
+            order = torch.tensor(list(sampler))
+        j = step % steps_per_epoch
+        idx = order[j * per_rank:(j + 1) * per_rank]
+        x0 = to_model_range(images[idx].to(device)).contiguous(memory_format=memory_format)
+        if config.hflip:
+            flip = torch.rand(per_rank, generator=generator, device=device) < 0.5
+            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        y = drop_attributes(labels[idx].to(device), config, generator)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
+        with autocast:
+            loss = diffusion_loss(net, schedule, x0, y, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        decay = min(config.ema_decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+        step += 1
+        window.append(loss.item())
+        bar.update(1)
+        if rank == 0 and (step % config.log_every == 0 or step == end):
+            rate = len(window) * config.batch_size / (time.perf_counter() - t0)
+            _log(out / "loss.csv", step, sum(window) / len(window), learning_rate(config, step - 1), rate)
+            bar.set_postfix(loss=f"{sum(window) / len(window):.4f}", img_s=f"{rate:.1f}")
+            window, t0 = [], time.perf_counter()
+        if rank == 0 and (step % config.sample_every == 0 or step == config.steps):
+            sample_grid(ema, config, schedule, grid_labels, out / "samples" / f"step_{step:06d}.png")
+        if rank == 0 and (step % config.checkpoint_every == 0 or step == end):
+            save_checkpoint(ckpt_path, config, step, model, ema, optimizer, generator)
+    bar.close()
+    if world > 1:
+        dist.barrier()
+    return out
+
+
+def _restore(path, config, model, ema, optimizer, generator):
+    if not path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without --resume")
+    tensors, saved, step = read_checkpoint(path)
+    config.check_compatible(saved, source=str(path))
+    model.load_state_dict(_prefixed(tensors, "model."))
+    ema.load_state_dict(_prefixed(tensors, "ema."))
+    state = optimizer.state_dict()
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, i, name = key.split(".", 2)
+            state["state"].setdefault(int(i), {})[name] = value
+    optimizer.load_state_dict(state)
+    generator.set_state(tensors["rng"])
+    return step
+
+
+def _log(path, step, loss, lr, rate):
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(["step", "loss", "lr", "images_per_s"])
+        writer.writerow([step, f"{loss:.6f}", f"{lr:.3e}", f"{rate:.1f}"])
