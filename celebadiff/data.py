@@ -180,7 +180,7 @@ class CelebADataset(Dataset):
         if not skip_bad_images:
             raise FileNotFoundError(f"{len(bad)} attribute rows have no image: {named}; restore the "
                                     "files or pass skip_bad_images=True to leave those rows out")
-        warnings.warn(f"skipping {len(bad)} rows whose image is missing or unreadable: {named}")
+        warnings.warn(f"skipping {len(bad)} rows whose image is missing or unreadable: {named}", stacklevel=3)
         keep = sorted(set(range(len(self.paths))) - set(bad))
         self.files = [self.files[i] for i in keep]
         self.paths = [self.paths[i] for i in keep]

@@ -1,0 +1,79 @@
+"""Training: the loss falls, resume is exact, DDP on two CPU processes, checkpoint errors."""
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from celebadiff.config import preset
+from celebadiff.train import load_model, read_checkpoint, train
+
+
+def test_overfitting_eight_images_drives_the_loss_down(tmp_path):
+    from conftest import write_celeba
+    data = write_celeba(tmp_path / "d", n=12, size=(32, 32))  # 8 train images
+    config = preset("smoke", batch_size=8, steps=500, lr=3e-3, warmup=20, log_every=25, p_uncond=0.0,
+                    p_drop_attribute=0.0, hflip=False, sample_every=10_000, checkpoint_every=10_000)
+    run = train(config, data, tmp_path / "run", progress=False)
+    losses = [float(line.split(",")[1]) for line in (run / "loss.csv").read_text().splitlines()[1:]]
+    assert losses[-1] < losses[0] / 10, losses
+
+
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tiny_celeba, tmp_path):
+    config = preset("smoke", steps=12, checkpoint_every=4)
+    train(config, tiny_celeba, tmp_path / "straight", progress=False)
+    train(config, tiny_celeba, tmp_path / "resumed", progress=False, stop_after=5)
+    assert read_checkpoint(tmp_path / "resumed")[2] == 5
+    train(config, tiny_celeba, tmp_path / "resumed", progress=False, resume=True)
+    a, _, step_a = read_checkpoint(tmp_path / "straight")
+    b, _, step_b = read_checkpoint(tmp_path / "resumed")
+    assert step_a == step_b == 12
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_run_folder_contents_and_refusing_to_overwrite(tiny_celeba, tmp_path):
+    run = train(preset("smoke"), tiny_celeba, tmp_path / "run", progress=False)
+    assert json.loads((run / "config.json").read_text())["channels"] == [8, 16]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000010.png", "step_000020.png"]
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(preset("smoke"), tiny_celeba, run, progress=False)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(preset("smoke"), tiny_celeba, tmp_path / "empty", progress=False, resume=True)
+
+
+def test_checkpoint_from_another_config_is_a_clear_error(tiny_celeba, tmp_path):
+    run = train(preset("smoke"), tiny_celeba, tmp_path / "run", progress=False)
+    other = replace(preset("smoke"), channels=(8, 32))
+    with pytest.raises(ValueError, match=r"another model config: channels: \(8, 16\)"):
+        load_model(run, expect=other)
+    with pytest.raises(ValueError, match="another model config"):
+        train(other, tiny_celeba, run, progress=False, resume=True)
+
+
+def test_checkpoints_are_plain_safetensors_that_load_without_unpickling(tiny_celeba, tmp_path):
+    run = train(preset("smoke"), tiny_celeba, tmp_path / "run", progress=False)
+    tensors = load_file(run / "checkpoints" / "last.safetensors")  # safetensors cannot hold pickles
+    assert any(k.startswith("ema.") for k in tensors) and "rng" in tensors
+    model, config, step = load_model(run)
+    assert step == 20 and config == preset("smoke") and not model.training
+
+
+def test_two_process_ddp_run_on_cpu_with_gloo(tiny_celeba, tmp_path):
+    # gloo over loopback: resolving the host name fails on machines without a network
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo",
+           "PYTHONPATH": str(Path(__file__).parents[1])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "celebadiff", "train", "--data", str(tiny_celeba), "--preset", "smoke",
+           "--out", str(tmp_path / "ddp"), "--steps", "6", "--device", "cpu"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    tensors, _, step = read_checkpoint(tmp_path / "ddp")
+    assert step == 6
+    assert (tmp_path / "ddp" / "loss.csv").read_text().count("\n") == 3  # header + steps 5, 6: rank 0 only
