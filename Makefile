@@ -29,7 +29,7 @@ figures: .venv/.installed data
 	mkdir -p build/notebooks figures
 	for nb in $(NOTEBOOKS); do \
 	  start=$$(date +%s); \
-	  $(PY) -m papermill --cwd notebooks -k python3 "$$nb" "build/$$nb" --log-level WARNING; \
+	  $(PY) -m papermill --cwd notebooks -k python3 -p SAVE_FIGURES True "$$nb" "build/$$nb" --log-level WARNING; \
 	  cp "build/$$nb" "$$nb"; \
 	  echo "$$nb: $$(( $$(date +%s) - start )) s"; \
 	done

@@ -1,4 +1,7 @@
-"""Command line: `python -m celebadiff {synth,train} ...`; each command calls one library function."""
+"""Command line: `python -m celebadiff COMMAND ...`; each command calls one library function.
+
+Errors a user can fix (a missing file, a bad name or value) print one line and exit with status 2.
+"""
 
 import argparse
 import dataclasses
@@ -28,9 +31,8 @@ def _parse_value(field, text):
 def _add_config_options(parser):
     group = parser.add_argument_group("preset overrides (any Config field)")
     for field in dataclasses.fields(cfg.Config):
-        group.add_argument(f"--{field.name.replace('_', '-')}", dest=f"cfg_{field.name}",
-                           type=lambda text, f=field: _parse_value(f, text), metavar=field.type.__name__
-                           if isinstance(field.type, type) else str(field.type))
+        group.add_argument(f"--{field.name.replace('_', '-')}", dest=f"cfg_{field.name}", metavar="VALUE",
+                           type=lambda text, f=field: _parse_value(f, text))
 
 
 def _config_from(args):
@@ -38,8 +40,8 @@ def _config_from(args):
     return cfg.preset(args.preset, **overrides)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m celebadiff", description=__doc__)
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m celebadiff", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     synth = commands.add_parser("synth", help="render the built-in face set in CelebA's layout")
@@ -57,20 +59,73 @@ def main(argv=None):
     _add_config_options(train)
 
     export = commands.add_parser("export", help="write a run's EMA weights as a small shippable file")
-    export.add_argument("--checkpoint", required=True)
-    export.add_argument("--out", required=True)
+    export.add_argument("--checkpoint", required=True, help="run folder or checkpoint file")
+    export.add_argument("--out", required=True, help="output .safetensors file")
 
-    args = parser.parse_args(argv)
+    edit = commands.add_parser("edit", help="edit the attributes of a face image (or a folder of them)")
+    edit.add_argument("--checkpoint", default="checkpoints", help="run folder, checkpoints/ folder or file")
+    edit.add_argument("--image", required=True, help="an image file or a folder of images")
+    edit.add_argument("--set", action="append", default=[], metavar="NAME=0|1", help="target attribute, repeatable")
+    edit.add_argument("--source", action="append", default=[], metavar="NAME=0|1",
+                      help="the source image's attributes, when it is not a dataset image")
+    edit.add_argument("--out", required=True, help="output image (or folder, for a folder in)")
+    edit.add_argument("--strength", type=float, default=1.0)
+    edit.add_argument("--method", default="ddib", choices=["ddib", "sdedit"])
+    edit.add_argument("--steps", type=int, default=50)
+    edit.add_argument("--seed", type=int, default=0)
+    edit.add_argument("--classifier", default=None, help="attribute classifier run, to read source attributes")
+
+    classify = commands.add_parser("classify", help="the attribute classifier").add_subparsers(
+        dest="action", required=True)
+    ctrain = classify.add_parser("train", help="train the attribute classifier")
+    ctrain.add_argument("--data", required=True)
+    ctrain.add_argument("--out", required=True)
+    ctrain.add_argument("--attributes", default=None, help="comma-separated names (default: all 40)")
+    ctrain.add_argument("--image-size", type=int, default=32)
+    ctrain.add_argument("--steps", type=int, default=2000)
+    ctrain.add_argument("--seed", type=int, default=0)
+    cevaluate = classify.add_parser("evaluate", help="per-attribute accuracy and balanced accuracy")
+    cevaluate.add_argument("--checkpoint", required=True)
+    cevaluate.add_argument("--data", required=True)
+    cevaluate.add_argument("--split", default="test", choices=["train", "valid", "test", "all"])
+    cevaluate.add_argument("--out", required=True, help="metrics JSON")
+
+    evaluate = commands.add_parser("evaluate", help="the edit scorecard of a checkpoint")
+    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--data", required=True)
+    evaluate.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    evaluate.add_argument("--out", required=True, help="metrics JSON (a Markdown table goes to stdout)")
+    evaluate.add_argument("--classifier", default=None, help="classifier run (default: train one)")
+    evaluate.add_argument("--n", type=int, default=512, help="number of faces")
+    evaluate.add_argument("--steps", type=int, default=50)
+    return parser
+
+
+def run(args):
+    if args.command == "synth":
+        from .synthfaces import write_dataset
+        write_dataset(args.out, args.n, args.size, args.seed)
+    elif args.command == "train":
+        from .train import train
+        train(_config_from(args), args.data, args.out, resume=args.resume, device=args.device)
+    elif args.command == "export":
+        from .train import export_ema
+        print(export_ema(args.checkpoint, args.out))
+    elif args.command == "edit":
+        from .edit_command import run_edit
+        run_edit(args)
+    elif args.command == "classify":
+        from .classifier import classify_command
+        classify_command(args)
+    elif args.command == "evaluate":
+        from .evaluation import evaluate_command
+        evaluate_command(args)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     try:
-        if args.command == "synth":
-            from .synthfaces import write_dataset
-            write_dataset(args.out, args.n, args.size, args.seed)
-        elif args.command == "train":
-            from .train import train as run_training
-            run_training(_config_from(args), args.data, args.out, resume=args.resume, device=args.device)
-        elif args.command == "export":
-            from .train import export_ema
-            print(export_ema(args.checkpoint, args.out))
+        run(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -45,9 +45,13 @@ def _full(t, x):
 
 
 @torch.no_grad()
-def ddim_sample(model, schedule, x_T, y, steps=50, eta=0.0, generator=None, progress=False):
-    """Generate from noise x_T (B, 3, H, W) under attribute states y by DDIM. Returns x0 in about [-1, 1]."""
-    ts = ddim_timesteps(schedule.T, steps)
+def ddim_sample(model, schedule, x_T, y, steps=50, eta=0.0, generator=None, progress=False, t_start=None):
+    """Generate from noise x_T (B, 3, H, W) under attribute states y by DDIM. Returns x0 in about [-1, 1].
+
+    With `t_start`, x_T is taken to be at step t_start and only the DDIM timesteps <= t_start run
+    (SDEdit starts there).
+    """
+    ts = [t for t in ddim_timesteps(schedule.T, steps) if t_start is None or t <= t_start]
     x = x_T
     for i in tqdm(reversed(range(len(ts))), total=len(ts), disable=not progress, desc="DDIM"):
         eps_hat = model(x, _full(ts[i], x), y)

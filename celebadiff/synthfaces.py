@@ -541,3 +541,24 @@ def load_identities(root):
         identity = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("identity/")}
         attributes = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("attribute/")}
     return identity, attributes
+
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def builtin_dataset(smoke=False):
+    """The folder of the built-in face set that notebooks and benchmarks use.
+
+    Default: data/synthfaces (30,000 faces at 64 px, rendered by `make data` / `make figures`).
+    smoke=True: a 400-face set in build/synthfaces-smoke, rendered here on first use (a second), for CI.
+    """
+    if smoke:
+        root = PROJECT / "build" / "synthfaces-smoke"
+        if not (root / ATTR_FILE).exists():
+            write_dataset(root, n=400, size=64, seed=0, progress=False)
+        return root
+    root = PROJECT / "data" / "synthfaces"
+    if not (root / ATTR_FILE).exists():
+        raise FileNotFoundError(f"the built-in face set is not rendered yet at {root}; run `make data` "
+                                "(or python -m celebadiff synth --out data/synthfaces)")
+    return root
