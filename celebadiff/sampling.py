@@ -31,10 +31,18 @@ def _alpha_bar(schedule, t, like):
     return schedule.at("alpha_bar", torch.tensor([t]), like) if t >= 0 else torch.ones_like(like[:1, :1, :1, :1])
 
 
-def ddim_step(schedule, x_t, eps_hat, t, s, eta=0.0, z=None):
-    """Equations (1)-(3): move x_t at step t to step s (s < t; s = -1 is the clean image)."""
+def ddim_step(schedule, x_t, eps_hat, t, s, eta=0.0, z=None, clip=False):
+    """Equations (1)-(3): move x_t at step t to step s (s < t; s = -1 is the clean image).
+
+    clip=True clamps x0_hat to [-1, 1] and re-derives eps_hat from it (diffusers'
+    `clip_sample` with `use_clipped_model_output`): steadier samples from noise with an imperfect
+    model, at the price of exact invertibility, so editing leaves it off.
+    """
     ab_t, ab_s = _alpha_bar(schedule, t, x_t), _alpha_bar(schedule, s, x_t)
     x0_hat = (x_t - (1 - ab_t).sqrt() * eps_hat) / ab_t.sqrt()
+    if clip:
+        x0_hat = x0_hat.clamp(-1, 1)
+        eps_hat = (x_t - ab_t.sqrt() * x0_hat) / (1 - ab_t).sqrt()
     sigma = eta * ((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)).sqrt()
     x_s = ab_s.sqrt() * x0_hat + (1 - ab_s - sigma**2).clamp(min=0).sqrt() * eps_hat
     return x_s + sigma * z if eta > 0 else x_s
@@ -45,18 +53,19 @@ def _full(t, x):
 
 
 @torch.no_grad()
-def ddim_sample(model, schedule, x_T, y, steps=50, eta=0.0, generator=None, progress=False, t_start=None):
+def ddim_sample(model, schedule, x_T, y, steps=50, eta=0.0, generator=None, progress=False, t_start=None,
+                clip=False):
     """Generate from noise x_T (B, 3, H, W) under attribute states y by DDIM. Returns x0 in about [-1, 1].
 
     With `t_start`, x_T is taken to be at step t_start and only the DDIM timesteps <= t_start run
-    (SDEdit starts there).
+    (SDEdit starts there). `clip`: see `ddim_step`; use it when sampling from pure noise.
     """
     ts = [t for t in ddim_timesteps(schedule.T, steps) if t_start is None or t <= t_start]
     x = x_T
     for i in tqdm(reversed(range(len(ts))), total=len(ts), disable=not progress, desc="DDIM"):
         eps_hat = model(x, _full(ts[i], x), y)
         z = torch.randn(x.shape, generator=generator, device=x.device) if eta > 0 else None
-        x = ddim_step(schedule, x, eps_hat, ts[i], ts[i - 1] if i > 0 else -1, eta, z)
+        x = ddim_step(schedule, x, eps_hat, ts[i], ts[i - 1] if i > 0 else -1, eta, z, clip)
     return x
 
 

@@ -160,7 +160,7 @@ def sample_grid(model, config, schedule, labels, path, steps=25, seed=0):
     device = next(model.parameters()).device
     g = torch.Generator(device).manual_seed(seed)
     x_T = torch.randn((len(labels), 3, config.image_size, config.image_size), generator=g, device=device)
-    x0 = ddim_sample(model, schedule, x_T, attribute_states(labels.to(device)), steps=steps)
+    x0 = ddim_sample(model, schedule, x_T, attribute_states(labels.to(device)), steps=steps, clip=True)
     save_image(x0.add(1).div(2).clamp(0, 1), path, nrow=8)
 
 

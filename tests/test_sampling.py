@@ -89,3 +89,14 @@ def test_per_row_attribute_weights_and_zero_weights_give_the_plain_model():
     torch.testing.assert_close(guided(linear_model, attribute_w=torch.zeros(2))(x, t, y), plain)
     out = guided(linear_model, attribute_w=torch.tensor([[1.0, 0.0], [0.0, 2.0]]))(x, t, y).flatten()
     torch.testing.assert_close(out, torch.tensor([0.5, 0.5 + 2 * (1.0 - 0.5)]))
+
+
+def test_clipped_ddim_step_matches_diffusers_clip_sample_with_clipped_model_output():
+    s = NoiseSchedule.linear(1000)
+    ref = DDIMScheduler(num_train_timesteps=1000, clip_sample=True, set_alpha_to_one=True)
+    ref.set_timesteps(50)
+    x_t, eps = 3 * torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)  # x0_hat far outside [-1, 1]
+    ours = ddim_step(s, x_t, eps, 500, 480, clip=True)
+    theirs = ref.step(eps, 500, x_t, use_clipped_model_output=True).prev_sample
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(ours, ddim_step(s, x_t, eps, 500, 480))
