@@ -38,14 +38,18 @@ lint: .venv/.installed
 	$(PY) -m ruff check celebadiff tests benchmarks
 
 test: .venv/.installed lint
-	SMOKE_TEST=1 $(PY) -m pytest tests --nbval-lax $(NOTEBOOKS) -p no:cacheprovider
+	SMOKE_TEST=1 $(PY) -m pytest tests --ignore=tests/ui --nbval-lax $(NOTEBOOKS) -p no:cacheprovider
 
+# Reproduce the committed demo model (an interrupted run is resumed from its last checkpoint).
 train-demo: .venv/.installed data
-	$(PY) -m celebadiff train --data $(DATA) --preset demo --out runs/demo
+	$(PY) -m celebadiff train --data $(DATA) --preset demo --out runs/demo \
+	  $$(test -f runs/demo/checkpoints/last.safetensors && echo --resume)
 	$(PY) -m celebadiff export --checkpoint runs/demo --out checkpoints/demo.safetensors
+	cp runs/demo/config.json checkpoints/demo.json
+	cp runs/demo/loss.csv checkpoints/loss.csv
 
 bench: .venv/.installed data
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) "$$b"; done
 
 clean:
-	rm -rf build runs .pytest_cache
+	rm -rf build .pytest_cache
