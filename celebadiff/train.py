@@ -98,6 +98,7 @@ def load_model(path, device="cpu", ema=True, expect=None):
 def _atomic_save(tensors, path, metadata):
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
