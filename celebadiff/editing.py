@@ -4,11 +4,13 @@ DDIB (Su et al., "Dual Diffusion Implicit Bridges", ICLR 2023) with one conditio
 
     x_T   = DDIM-invert(x0 | y_source)                      deterministic, eta = 0
     x0'   = DDIM-sample(x_T | eps_edit)
-    eps_edit = eps(x_t | y_source) + sum_a s_a (eps(x_t | y_source with a flipped) - eps(x_t | y_source))
+    eps_edit = eps(x_t | y_source) + s (eps(x_t | y_target) - eps(x_t | y_source))
+                                   + sum_a s_a (eps(x_t | y_source with a flipped) - eps(x_t | y_source))
 
-`s_a` is the signed strength of attribute a: 1 regenerates exactly under the target attributes,
-more than 1 extrapolates past them (classifier-free guidance, Ho & Salimans 2021), 0 gives back
-the DDIM reconstruction. The sum is `celebadiff.sampling.guided` with per-attribute weights.
+The strength s = 1 regenerates exactly under the target attributes, more than 1 extrapolates past
+them (classifier-free guidance, Ho & Salimans 2021), 0 gives back the DDIM reconstruction. The
+optional signed per-attribute strengths s_a ("more smile, less glasses") add one term each. All of
+it is `celebadiff.sampling.guided`.
 
 SDEdit (Meng et al. 2022), the baseline: noise x0 to step t0 = t0_fraction * T, then DDIM down
 from there with the same eps_edit.
@@ -38,14 +40,6 @@ def set_attributes(y, attribute_names, changes):
     return y
 
 
-def edit_weights(y_source, y_target, strength=1.0):
-    """Signed per-attribute strengths (B, A): +strength where the target turns an attribute on,
-    -strength where it turns it off, 0 where it keeps it (or leaves it UNKNOWN)."""
-    changed = (y_target != y_source) & (y_target != UNKNOWN)
-    sign = torch.where(y_target == PRESENT, 1.0, -1.0)
-    return torch.where(changed, sign * strength, torch.zeros((), dtype=torch.float32)).float()
-
-
 def edit(model, schedule, x0, y_source, y_target=None, method="ddib", strength=1.0, attribute_strength=None,
          steps=50, t0_fraction=0.5, seed=0, callback=None, progress=False):
     """Edit a batch of faces towards target attributes.
@@ -67,17 +61,17 @@ def edit(model, schedule, x0, y_source, y_target=None, method="ddib", strength=1
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    weights = torch.zeros(y_source.shape, device=x0.device)
-    if y_target is not None:
-        weights = weights + edit_weights(y_source, y_target, strength).to(x0.device)
+    target = None
+    if y_target is not None:  # attributes the target leaves UNKNOWN keep their source value
+        target = torch.where(y_target == UNKNOWN, y_source, y_target)
     if attribute_strength is not None:
-        weights = weights + torch.as_tensor(attribute_strength, dtype=torch.float32, device=x0.device)
+        attribute_strength = torch.as_tensor(attribute_strength, dtype=torch.float32, device=x0.device)
     # SDEdit starts on the DDIM timestep nearest below t0 so that no step is skipped or repeated
     below = [t for t in ddim_timesteps(schedule.T, steps) if t <= t0_fraction * schedule.T]
     t_start = below[-1] if below else 0
     total = 2 * steps if method == "ddib" else len(below)
     model = _counting(model, callback, total) if callback else model
-    editor = guided(model, attribute_w=weights)
+    editor = guided(model, attribute_w=attribute_strength, target=target, target_w=strength)
     with torch.no_grad():
         if method == "ddib":
             x_T = ddim_invert(model, schedule, x0, y_source, steps=steps, progress=progress)

@@ -100,24 +100,32 @@ def ddpm_sample(model, schedule, x_T, y, generator=None, progress=False):
     return x
 
 
-def guided(model, w=0.0, attribute_w=None):
+def guided(model, w=0.0, attribute_w=None, target=None, target_w=1.0):
     """Wrap `model` with classifier-free guidance (Ho & Salimans 2021); the result is a model too.
 
         eps = eps(y) + w (eps(y) - eps(all unknown))
                      + sum_a |w_a| (eps(y with a set to PRESENT if w_a > 0 else ABSENT) - eps(y))
+                     + target_w (eps(target) - eps(y))
 
     Args:
         w: global guidance weight (0: plain conditional model).
         attribute_w: signed per-attribute weights, (A,) or (B, A): +2 pushes an attribute towards
             present with weight 2, -1 towards absent. Where y already holds an attribute UNKNOWN
             this is per-attribute guidance; where y holds the opposite value it moves from y to
-            the flipped condition (used by editing). All terms are evaluated in one batched call.
+            the flipped condition.
+        target, target_w: states (B, A) to move towards jointly, with weight target_w (scalar or
+            (B,)): editing uses it, so that exclusive attributes (one hair colour on, another off)
+            change together rather than as two separate pushes.
+    All terms are evaluated in one batched call of the model.
     """
     def eps(x_t, t, y):
         B, variants, weights = x_t.shape[0], [y], []
         if w:
             variants.append(torch.full_like(y, UNKNOWN))
             weights.append(torch.full((B,), -float(w), device=x_t.device))
+        if target is not None:
+            variants.append(target)
+            weights.append(torch.as_tensor(target_w, dtype=torch.float32, device=x_t.device).expand(B))
         if attribute_w is not None:
             aw = torch.as_tensor(attribute_w, dtype=torch.float32, device=x_t.device).expand(B, -1)
             # row b's k-th nonzero weight gets variant k; rows with fewer nonzeros get weight 0

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from celebadiff.diffusion import NoiseSchedule
-from celebadiff.editing import edit, edit_weights, set_attributes
+from celebadiff.editing import edit, set_attributes
 from celebadiff.sampling import ddim_invert, ddim_sample
 from celebadiff.unet import ABSENT, PRESENT, UNKNOWN, UNet
 
@@ -57,10 +57,10 @@ def test_signed_attribute_strength_equals_the_same_edit_through_targets(setup):
     torch.testing.assert_close(via_target, via_signed)
 
 
-def test_edit_weights_signs():
-    y_src = torch.tensor([[ABSENT, PRESENT, PRESENT, ABSENT]])
-    y_tgt = torch.tensor([[PRESENT, ABSENT, PRESENT, UNKNOWN]])
-    assert edit_weights(y_src, y_tgt, 1.5).tolist() == [[1.5, -1.5, 0.0, 0.0]]
+def test_unknown_target_entries_keep_the_source_value(setup):
+    model, s, x0, y = setup
+    target = torch.full_like(y, UNKNOWN)
+    torch.testing.assert_close(edit(model, s, x0, y, target, steps=10), edit(model, s, x0, y, y, steps=10))
 
 
 def test_progress_callback_counts_every_model_call(setup):

@@ -100,3 +100,13 @@ def test_clipped_ddim_step_matches_diffusers_clip_sample_with_clipped_model_outp
     theirs = ref.step(eps, 500, x_t, use_clipped_model_output=True).prev_sample
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(ours, ddim_step(s, x_t, eps, 500, 480))
+
+
+def test_joint_target_term_moves_from_y_to_the_target():
+    y = torch.tensor([[ABSENT, PRESENT, ABSENT]])
+    target = torch.tensor([[PRESENT, ABSENT, ABSENT]])
+    x, t = torch.zeros(1, 1, 1, 1), torch.zeros(1, dtype=torch.long)
+    out = guided(linear_model, target=target, target_w=2.5)(x, t, y).flatten()
+    torch.testing.assert_close(out, torch.tensor([1 / 3 + 2.5 * (1 / 3 - 1 / 3)]))
+    out = guided(linear_model, target=torch.tensor([[PRESENT, PRESENT, ABSENT]]), target_w=2.0)(x, t, y)
+    torch.testing.assert_close(out.flatten(), torch.tensor([1 / 3 + 2.0 * (2 / 3 - 1 / 3)]))
