@@ -8,7 +8,6 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # that made batch-64 CPU training steps over 2x slower (see the README's performance notes).
 export MALLOC_MMAP_THRESHOLD_ := 4294967296
 export MALLOC_TRIM_THRESHOLD_ := 4294967296
-export MPLBACKEND := Agg
 
 .PHONY: figures test test-ui lint train-demo data bench clean
 

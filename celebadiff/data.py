@@ -13,6 +13,7 @@ in the same layout, so one loader serves both.
 
 import difflib
 import hashlib
+import os
 import warnings
 from pathlib import Path
 
@@ -187,13 +188,15 @@ class CelebADataset(Dataset):
         self.labels = self.labels[keep]
 
     def _load_cache(self, cache_dir):
-        key = hashlib.sha1("\n".join([*self.files, str(self.root.resolve())]).encode()).hexdigest()[:12]
+        # the key changes when any file is replaced (size, mtime), so a stale cache is never read
+        stats = [f"{p.name}:{st.st_size}:{st.st_mtime_ns}" for p in self.paths for st in [p.stat()]]
+        key = hashlib.sha1("\n".join([*stats, str(self.root.resolve())]).encode()).hexdigest()[:12]
         path = Path(cache_dir) / f"{self.split}_{self.size}px_crop{self.crop}_{key}.safetensors"
         if path.exists():
             return load_file(path)["images"]
         images = torch.stack([load_image(p, self.size, self.crop) for p in self.paths])
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # several processes (torchrun) may build it at once
         save_file({"images": images}, tmp)
         tmp.replace(path)
         return images
