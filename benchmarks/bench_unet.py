@@ -1,0 +1,213 @@
+"""Speed of our U-Net against diffusers' UNet2DModel of the same widths, depth and attention, on this CPU.
+
+    python benchmarks/bench_unet.py [--quick] [--sizes 32 64]
+
+Measures, in one run and interleaved (ours, theirs, then theirs, ours in the next round; medians over
+rounds, because other processes may share the cores):
+  - training images/s: forward + MSE backward + AdamW step, batch 64 at 32 px (64 * (32 / size)^2 images);
+  - sampling steps/s: one no-grad forward of a batch of 64;
+  - achieved GFLOP/s of the training step: FLOPs counted by FlopCounterMode (forward + backward)
+    divided by the median time, next to a float32 2048^3 torch.mm measured in the same rounds.
+Each model runs in the default (contiguous) and channels_last formats; the ratios compare the best
+format of each. Prints a table, then one JSON line. Not a test: numbers depend on the machine and its load.
+The default run costs about 200 CPU-seconds: some 2 minutes on an idle 2-core machine, several times
+that when a training job holds the cores.
+
+The diffusers model: block_out_channels (32, 64, 128), layers_per_block 1, attention at the last level
+and in the middle, GroupNorm(8), 4 heads of 32 and scale-shift ("AdaGN") embedding as ours;
+class_embed_type "identity" with a random (B, 128) vector stands in for our summed attribute embedding.
+Its up path has layers_per_block + 1 resnets per level (ours: n_blocks), so it does about 1.3x the
+FLOPs: images/s favour ours, GFLOP/s compare the kernels' efficiency.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+# The Makefile's allocator settings (see there): without them glibc unmaps the activation buffers
+# after every step and training runs much slower. Re-exec so a direct run measures what `make` does.
+if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+    os.environ.update(MALLOC_MMAP_THRESHOLD_="4294967296", MALLOC_TRIM_THRESHOLD_="4294967296")
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from diffusers import UNet2DModel  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from celebadiff.config import preset  # noqa: E402
+from celebadiff.train import build_model  # noqa: E402
+
+FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+SAMPLE_BATCH, MM_N = 64, 2048
+
+
+class Diffusers(nn.Module):
+    """UNet2DModel called as ours: (x_t, t, cond) -> eps_hat."""
+
+    def __init__(self, channels, attention):
+        super().__init__()
+        down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention)
+        self.net = UNet2DModel(
+            block_out_channels=channels, layers_per_block=1, down_block_types=down,
+            up_block_types=tuple(d.replace("Down", "Up") for d in reversed(down)), norm_num_groups=8,
+            attention_head_dim=32, resnet_time_scale_shift="scale_shift", class_embed_type="identity")
+
+    def forward(self, x_t, t, cond):
+        return self.net(x_t, t, cond, return_dict=False)[0]
+
+
+class Case:
+    """One model in one memory format at one image size: its optimizer and fixed inputs."""
+
+    def __init__(self, net, fmt, size, train_batch, cond):
+        self.net, self.opt = net, torch.optim.AdamW(net.parameters(), lr=1e-4)
+        self.fmt = FORMATS[fmt]
+        self.inputs = {b: (torch.randn(b, 3, size, size).contiguous(memory_format=self.fmt),
+                           torch.randint(0, 1000, (b,)), cond(b)) for b in {train_batch, SAMPLE_BATCH}}
+        self.train_batch = train_batch
+
+    def train(self):
+        x, t, c = self.inputs[self.train_batch]
+        self.opt.zero_grad(set_to_none=True)
+        F.mse_loss(self.net(x, t, c), x).backward()
+        self.opt.step()
+
+    @torch.no_grad()
+    def sample(self):
+        self.net(*self.inputs[SAMPLE_BATCH])
+
+
+def seconds(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def matmul():
+    a, b = torch.randn(MM_N, MM_N), torch.randn(MM_N, MM_N)
+    return lambda: torch.mm(a, b)
+
+
+def training_flops(case):
+    # the counter has no formula for CPU flash attention: count attention in its math form (bmm)
+    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
+        case.train()
+    return counter.get_total_flops()
+
+
+def build(size, n_attributes):
+    """{(model, format): Case} at one size; the same random weights in both formats."""
+    config = preset("demo")
+    train_batch = max(1, 64 * 32 * 32 // size**2)
+    emb_dim = 4 * config.channels[0]
+    makers = {"ours": (lambda: build_model(config), lambda b: torch.randint(0, 3, (b, n_attributes))),
+              "diffusers": (lambda: Diffusers(config.channels, config.attention), lambda b: torch.randn(b, emb_dim))}
+    cases = {}
+    for name, (make, cond) in makers.items():
+        for fmt in FORMATS:
+            torch.manual_seed(0)
+            cases[name, fmt] = Case(make().to(memory_format=FORMATS[fmt]), fmt, size, train_batch, cond)
+    return cases, train_batch
+
+
+def run(sizes, warmup, rounds):
+    config = preset("demo")
+    load = os.getloadavg()[0]
+    by_size = {s: build(s, len(config.attributes)) for s in sizes}
+    params = {name: sum(p.numel() for p in by_size[sizes[0]][0][name, "contiguous"].net.parameters())
+              for name in ("ours", "diffusers")}
+    flops = {(s, name): training_flops(cases[name, "contiguous"])  # doubles as a first warm-up step
+             for s, (cases, _) in by_size.items() for name in ("ours", "diffusers")}
+    mm = matmul()
+    times = {}  # (size, model, format, task) -> [seconds]
+    for r in range(warmup + rounds):
+        if r == warmup:
+            wall, cpu = time.perf_counter(), time.process_time()
+        for s, (cases, _) in by_size.items():
+            for fmt in FORMATS:
+                for task in ("train", "sample"):
+                    order = ("ours", "diffusers") if r % 2 == 0 else ("diffusers", "ours")
+                    for name in order:
+                        dt = seconds(getattr(cases[name, fmt], task))
+                        if r >= warmup:
+                            times.setdefault((s, name, fmt, task), []).append(dt)
+        for _ in range(3):  # cheap next to the U-Nets: a steadier median
+            dt = seconds(mm)
+            if r >= warmup:
+                times.setdefault("mm", []).append(dt)
+    # CPU seconds this process got per wall second: near the thread count on an idle machine
+    share = (time.process_time() - cpu) / (time.perf_counter() - wall)
+    median = {k: statistics.median(v) for k, v in times.items()}
+    mm_gflops = 2 * MM_N**3 / median["mm"] / 1e9
+    return report(sizes, by_size, params, flops, median, mm_gflops, load, share, rounds)
+
+
+def report(sizes, by_size, params, flops, median, mm_gflops, load, share, rounds):
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, load average "
+          f"{load:.2f} at start; this process got {share:.2f} CPU-seconds per second while timing. Other processes "
+          f"(e.g. a background training job) share the cores: each number is the median of {rounds} interleaved rounds")
+    print(f"parameters: ours {params['ours']:,}, diffusers {params['diffusers']:,} "
+          "(diffusers: class_embed_type='identity', a (B, 128) vector in place of our attribute embedding; "
+          "layers_per_block + 1 resnets per up level); training-step GFLOP (fwd + bwd): "
+          + ", ".join(f"{s} px ours {flops[s, 'ours'] / 1e9:.1f} diffusers {flops[s, 'diffusers'] / 1e9:.1f}"
+                      for s in sizes))
+    print(f"float32 torch.mm {MM_N}^3: {mm_gflops:.1f} GFLOP/s")
+    print(f"{'size':>4s} {'model':10s} {'format':14s} {'train img/s':>11s} {'GFLOP/s':>8s} {'of mm':>6s} "
+          f"{'sample steps/s':>14s}")
+    result = {"params_ours": params["ours"], "params_diffusers": params["diffusers"],
+              "matmul_gflops": round(mm_gflops, 1), "threads": torch.get_num_threads(),
+              "load_average": round(load, 2), "cpu_share": round(share, 2), "rounds": rounds,
+              "diffusers_class_embed_type": "identity"}
+    best = {}
+    for s in sizes:
+        batch = by_size[s][1]
+        for name in ("ours", "diffusers"):
+            for fmt in FORMATS:
+                train_t, sample_t = median[s, name, fmt, "train"], median[s, name, fmt, "sample"]
+                gflops = flops[s, name] / train_t / 1e9
+                row = {"train_img_s": batch / train_t, "train_gflops": gflops, "sample_steps_s": 1 / sample_t}
+                print(f"{s:4d} {name:10s} {fmt:14s} {row['train_img_s']:11.1f} {gflops:8.1f} "
+                      f"{gflops / mm_gflops:6.0%} {row['sample_steps_s']:14.2f}")
+                result[f"{s}px_{name}_{fmt}"] = {k: round(v, 2) for k, v in row.items()}
+                for key, value in row.items():
+                    best[s, name, key] = max(best.get((s, name, key), 0), value)
+            fastest = max(FORMATS, key=lambda f: result[f"{s}px_{name}_{f}"]["train_img_s"])
+            result[f"{s}px_{name}_faster_train_format"] = fastest
+            result[f"{s}px_{name}_train_gflop_per_step"] = round(flops[s, name] / 1e9, 2)
+        ratios = {f"{s}px_{key}_ratio_vs_diffusers": best[s, "ours", key] / best[s, "diffusers", key]
+                  for key in ("train_img_s", "sample_steps_s", "train_gflops")}
+        ratios[f"{s}px_train_fraction_of_matmul"] = best[s, "ours", "train_gflops"] / mm_gflops
+        result.update({k: round(v, 3) for k, v in ratios.items()})
+        r = {k.removeprefix(f"{s}px_"): v for k, v in ratios.items()}
+        print(f"{s:4d} px, best format of each, ours/diffusers: train img/s {r['train_img_s_ratio_vs_diffusers']:.2f}, "
+              f"sample steps/s {r['sample_steps_s_ratio_vs_diffusers']:.2f}, "
+              f"train GFLOP/s {r['train_gflops_ratio_vs_diffusers']:.2f}; ours' training runs at "
+              f"{r['train_fraction_of_matmul']:.0%} of the matmul rate, faster in "
+              f"{result[f'{s}px_ours_faster_train_format']}")
+    head = 32 if 32 in sizes else sizes[0]
+    summary = {"train_speed_ratio_vs_diffusers": result[f"{head}px_train_img_s_ratio_vs_diffusers"],
+               "sample_speed_ratio_vs_diffusers": result[f"{head}px_sample_steps_s_ratio_vs_diffusers"],
+               "train_fraction_of_matmul": result[f"{head}px_train_fraction_of_matmul"], "summary_size": head}
+    print(json.dumps({**summary, **result}))
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one warm-up and one timed round instead of 1 + 2")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64], help="image sizes, pixels")
+    args = parser.parse_args()
+    bad = [s for s in args.sizes if s % 4]
+    if bad:
+        raise ValueError(f"sizes must be multiples of 4 (two halvings in the U-Net), got {bad}")
+    run(args.sizes, warmup=1, rounds=1 if args.quick else 2)
+
+
+if __name__ == "__main__":
+    main()
