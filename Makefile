@@ -39,6 +39,12 @@ lint: .venv/.installed
 test: .venv/.installed lint
 	SMOKE_TEST=1 $(PY) -m pytest tests --ignore=tests/ui --nbval-lax $(NOTEBOOKS) -p no:cacheprovider
 
+# The editor in a real browser: notebook 07 in JupyterLab, driven by headless Chromium (about 1-2 min).
+test-ui: .venv/.installed
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	$(PY) -m pip install -q -e '.[ui]'
+	CELEBADIFF_REQUIRE_UI=1 $(PY) -m pytest tests/ui -p no:cacheprovider
+
 # Reproduce the committed demo model (an interrupted run is resumed from its last checkpoint).
 train-demo: .venv/.installed data
 	$(PY) -m celebadiff train --data $(DATA) --preset demo --out runs/demo \
