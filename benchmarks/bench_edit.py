@@ -1,0 +1,58 @@
+"""The edit scorecard of a checkpoint on the built-in faces: DDIB and SDEdit on the same test faces,
+side by side with the trivial baseline (the source returned unchanged), and the judge's own accuracy.
+
+    python benchmarks/bench_edit.py [--checkpoint checkpoints] [--n 512] [--steps 50] [--quick]
+
+--quick (for development) edits 64 faces with 10 DDIM steps. The targets are printed next to the
+numbers, never asserted; the last line is one JSON object. Not a test: the numbers depend on the
+checkpoint, and the timings on the machine and its load.
+"""
+
+import argparse
+
+import torch
+
+from celebadiff import evaluation as ev
+from celebadiff.diffusion import NoiseSchedule
+from celebadiff.synthfaces import builtin_dataset
+from celebadiff.train import load_model
+
+KEYS = ("edit_success", "preservation", "psnr_counterfactual", "psnr_source_baseline", "psnr_reconstruction",
+        "ssim_reconstruction", "seconds_per_64_edits", "oracle_accuracy", "oracle_counterfactual_accuracy",
+        "frechet_classifier_distance", "kernel_classifier_distance", "n", "steps", "step")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="checkpoints", help="run folder, checkpoints/ folder or file")
+    parser.add_argument("--data", default=None, help="default: the built-in face set (data/synthfaces)")
+    parser.add_argument("--n", type=int, default=512, help="faces to edit")
+    parser.add_argument("--steps", type=int, default=50, help="DDIM steps (inversion and generation each)")
+    parser.add_argument("--quick", action="store_true", help="64 faces, 10 steps")
+    args = parser.parse_args(argv)
+    n, steps = (min(args.n, 64), min(args.steps, 10)) if args.quick else (args.n, args.steps)
+
+    model, config, step = load_model(args.checkpoint)
+    data = args.data or builtin_dataset()
+    oracle = ev.default_oracle(data)
+    schedule = NoiseSchedule.named(config.schedule, config.T)
+    print(f"checkpoint {args.checkpoint} (step {step}), {n} faces, {steps} DDIM steps, "
+          f"{torch.get_num_threads()} threads")
+    metrics = ev.edit_scorecard(model, schedule, config, data, n=n, steps=steps, oracle=oracle)
+    metrics["step"] = step
+    print(ev.markdown_table(metrics))
+    print("\njudge accuracy per attribute on the test faces:")
+    for name, accuracy in metrics["oracle"]["by_attribute"].items():
+        print(f"  {name:<22}{accuracy:.3f}")
+    print("\ntargets (not asserted):")
+    for key, (op, goal) in ev.TARGETS.items():
+        value = metrics[key]
+        met = value is not None and (value >= goal if op == ">=" else value < goal)
+        print(f"  {key:<24}{'–' if value is None else f'{value:.3f}':>9}  {op} {goal:g}  {'met' if met else 'NOT met'}")
+    above = (metrics["psnr_counterfactual"] or 0) > (metrics["psnr_source_baseline"] or 0)
+    print(f"  psnr_counterfactual above the source baseline: {'yes' if above else 'NO'}")
+    print(ev.to_json({k: metrics.get(k) for k in KEYS}, indent=None))
+
+
+if __name__ == "__main__":
+    main()

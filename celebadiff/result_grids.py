@@ -1,0 +1,155 @@
+"""The report's result figures: grids of test faces edited one attribute at a time.
+
+Rows are test faces in four groups (female / male, without / with glasses); columns are
+
+    source | reconstruction | Smiling | Mouth open | Eyeglasses | hair colour | Male
+
+"reconstruction" is the face edited to its own attributes (DDIB: DDIM inversion then regeneration,
+strength 0; SDEdit: noised to t0 and denoised under its own attributes). Each edit column flips one
+attribute (on where the face lacks it, off where it has it; the caption under each cell says which),
+except hair colour, which turns blond hair black and any other colour blond; as in
+`synthfaces.counterfactual`, turning one hair colour on turns the others off.
+
+The edits themselves are `editing.edit`, as in the `edit` command; on the built-in
+faces `evaluation.counterfactual_images` renders the exact answer of every edit.
+"""
+
+import torch
+
+from .editing import edit
+from .evaluation import counterfactual_images, psnr, target_labels
+from .plotting import image_grid
+from .unet import attribute_states
+
+GROUPS = (("female\nno glasses", 0, 0), ("female\nglasses", 0, 1), ("male\nno glasses", 1, 0), ("male\nglasses", 1, 1))
+FLIPPED = (("Smiling", "Smiling"), ("Mouth_Slightly_Open", "Mouth open"), ("Eyeglasses", "Eyeglasses"))
+COLUMNS = ("source", "reconstruction", "Smiling", "Mouth open", "Eyeglasses", "hair colour", "Male")
+
+
+def pick_faces(labels, names, per_group=2):
+    """The first `per_group` faces of each GROUPS entry, in group order.
+
+    labels: (N, A) 0/1 of a split, columns `names` (must include Male and Eyeglasses).
+    Returns (rows: list of int, row_labels: list of str).
+    """
+    male, glasses = labels[:, names.index("Male")] > 0.5, labels[:, names.index("Eyeglasses")] > 0.5
+    rows, row_labels = [], []
+    for label, m, g in GROUPS:
+        found = torch.nonzero((male == bool(m)) & (glasses == bool(g))).flatten()[:per_group].tolist()
+        if len(found) < per_group:
+            raise ValueError(f"only {len(found)} faces of group {label!r} in this split; lower per_group")
+        rows += found
+        row_labels += [label] * per_group
+    return rows, row_labels
+
+
+def edit_plan(labels, names):
+    """One (attribute, value, caption) per edit column for each face.
+
+    labels: (N, A) 0/1. Returns attrs, values (lists of N lists of 5) and captions (N lists of 5 str).
+    """
+    attrs, values, captions = [], [], []
+    for row in labels:
+        has = {n: bool(row[names.index(n)] > 0.5) for n in names}
+        hair = "Black_Hair" if has.get("Blond_Hair") else "Blond_Hair"
+        edits = [(a, int(not has[a])) for a, _ in FLIPPED] + [(hair, 1), ("Male", int(not has["Male"]))]
+        attrs.append([a for a, _ in edits])
+        values.append([v for _, v in edits])
+        captions.append(["added" if v else "removed" for _, v in edits[:3]]
+                        + [f"to {hair.split('_')[0].lower()}", "to male" if edits[4][1] else "to female"])
+    return attrs, values, captions
+
+
+def edit_faces(model, schedule, x0, labels, names, method="ddib", steps=50, strength=1.0, seed=0):
+    """The reconstruction and the five edits of every face.
+
+    x0: (N, 3, H, W) in [-1, 1]; labels: (N, A) 0/1, columns `names` (the model's attributes).
+    One `editing.edit` call per column with the same seed, so SDEdit noises face i with the same
+    noise in every column and the columns differ by the edit alone.
+    Returns recon (N, 3, H, W), edits (N, 5, 3, H, W), both clamped to [-1, 1], and `edit_plan`'s plan.
+    """
+    attrs, values, captions = edit_plan(labels, names)
+    y_source = attribute_states(labels).to(x0.device)
+    columns = [labels] + [target_labels(labels, names, [r[j] for r in attrs], [r[j] for r in values])
+                          for j in range(len(attrs[0]))]  # the reconstruction's target is the source
+    out = [edit(model, schedule, x0, y_source, attribute_states(target).to(x0.device), method=method,
+                strength=strength, steps=steps, seed=seed).clamp(-1, 1).cpu() for target in columns]
+    return out[0], torch.stack(out[1:], dim=1), (attrs, values, captions)
+
+
+def _captions(fig, cell_labels, fontsize=7):
+    """Write cell_labels[i][j] under cell (i, j) of a figure made by image_grid."""
+    columns = max(len(r) for r in cell_labels)
+    for i, row in enumerate(cell_labels):
+        for j, text in enumerate(row):
+            if text:
+                fig.axes[i * columns + j].set_xlabel(text, fontsize=fontsize, labelpad=1)
+    fig.tight_layout(h_pad=0.2, w_pad=0.2)
+    return fig
+
+
+def edit_grid(x0, recon, edits, captions, row_labels, title=None):
+    """Figure: per face, source | reconstruction | its five edits, each edit captioned with its direction.
+
+    x0, recon: (N, 3, H, W); edits: (N, 5, 3, H, W), all in [-1, 1]; captions: N lists of 5 str.
+    """
+    rows = [[x0[i], recon[i], *edits[i]] for i in range(len(x0))]
+    recon_psnr = psnr(recon.clamp(-1, 1), x0)
+    cells = [["", f"{recon_psnr[i]:.1f} dB", *captions[i]] for i in range(len(x0))]
+    fig = image_grid(rows, row_labels=row_labels, col_labels=list(COLUMNS), title=title, cell=1.15)
+    return _captions(fig, cells)
+
+
+def ground_truth(root, files, attrs, values, config):
+    """The renderer's exact answer to every edit of `edit_plan`: (N, 5, 3, S, S) uint8, framed like the loader."""
+    N, E = len(attrs), len(attrs[0])
+    flat_files = [f for f in files for _ in range(E)]
+    images = counterfactual_images(root, flat_files, [a for r in attrs for a in r], [v for r in values for v in r],
+                                   config.image_size, config.crop)
+    return images.reshape(N, E, *images.shape[1:])
+
+
+def edit_psnr(edits, truth):
+    """PSNR (dB) of each edit against its counterfactual. edits: (N, E, 3, H, W) in [-1, 1]; truth: uint8 -> (N, E)."""
+    N, E = edits.shape[:2]
+    return psnr(edits.flatten(0, 1), truth.flatten(0, 1).float().div(127.5).sub(1)).reshape(N, E)
+
+
+def column_psnr(x0, recon, edits, truth):
+    """Mean PSNR (dB) per column over the faces: the reconstruction against the source, then each edit
+    column against its counterfactuals. Returns a list of 1 + E floats."""
+    return [psnr(recon, x0).mean().item(), *edit_psnr(edits, truth).mean(0).tolist()]
+
+
+def counterfactual_grid(x0, recon, edits, truth, captions, row_labels, method="DDIB", title=None):
+    """Figure: for each face a row of edits and below it the exact counterfactuals, with the PSNR of
+    each edit against its counterfactual under the counterfactual.
+
+    x0, recon: (N, 3, H, W) in [-1, 1]; edits: (N, 5, 3, H, W) in [-1, 1]; truth: (N, 5, 3, H, W) uint8.
+    The reconstruction's PSNR is against the source, each edit's against its counterfactual.
+    Returns the Figure and the (N, 5) PSNR of the edits.
+    """
+    N, E = edits.shape[:2]
+    scores, recon_psnr = edit_psnr(edits, truth), psnr(recon, x0)
+    rows, cells, labels = [], [], []
+    for i in range(N):
+        rows += [[x0[i], recon[i], *edits[i]], [None, x0[i], *truth[i]]]
+        cells += [["", "", *captions[i]], ["", *(f"{p:.1f} dB" for p in [recon_psnr[i], *scores[i]])]]
+        labels += [f"{row_labels[i]}\n{method}", "ground\ntruth"]
+    fig = image_grid(rows, row_labels=labels, col_labels=list(COLUMNS), title=title, cell=1.15)
+    return _captions(fig, cells), scores
+
+
+def strength_row(rows, strengths, row_labels, truth=None, title=None):
+    """Figure: one face edited at increasing strengths (columns), one row per method.
+
+    rows: list of (len(strengths), 3, H, W) tensors in [-1, 1]; truth: optional (3, H, W) shown last.
+    """
+    cols = [f"strength {s:g}" for s in strengths]
+    images = [list(r) for r in rows]
+    if truth is not None:
+        cols.append("ground truth")
+        images[0].append(truth)
+        for r in images[1:]:
+            r.append(None)
+    return image_grid(images, row_labels=row_labels, col_labels=cols, title=title, cell=1.15)
