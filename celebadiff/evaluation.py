@@ -46,6 +46,7 @@ PSNR_CAP = 100.0  # dB; what psnr() returns for identical images (MSE 0 would gi
 ORACLE_DIR = synthfaces.PROJECT / "runs" / "oracle"
 DISTANCE_NOTE = "classifier-feature distances, not Inception FID"
 # the demo model's goals, printed next to the numbers (never asserted): (key, ">=" or "<", value)
+METHOD_NAMES = {"ddib": "DDIB", "sdedit": "SDEdit"}  # as written in tables and legends
 TARGETS = {"edit_success": (">=", 0.85), "preservation": (">=", 0.95), "psnr_counterfactual": (">=", 26.0),
            "psnr_reconstruction": (">=", 28.0), "seconds_per_64_edits": ("<", 90.0)}
 
@@ -424,10 +425,10 @@ def plot_strength_curve(curve):
         prefix = "s=" if entry["knob"] == "strength" else "t0="
         x = [p["preservation"] for p in entry["points"]]
         y = [p["edit_success"] for p in entry["points"]]
-        ax.plot(x, y, marker="o", label=f"{method.upper()} (varying {entry['knob']})")
-        for p in entry["points"]:
+        ax.plot(x, y, marker="o", label=f"{METHOD_NAMES.get(method, method)} (varying {entry['knob']})")
+        for i, p in enumerate(entry["points"]):  # labels alternate above and below: neighbours can coincide
             ax.annotate(f"{prefix}{p['value']:g}", (p["preservation"], p["edit_success"]), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
+                        xytext=(4, 3 if i % 2 == 0 else -9), textcoords="offset points")
     ax.set_xlabel("preservation (other attributes kept)")
     ax.set_ylabel("edit success (target attribute read)")
     ax.set_ylim(-0.03, 1.05)
@@ -450,7 +451,7 @@ def plot_success_by_attribute(metrics):
             values = [cells[a][direction] if cells[a][direction] is not None else np.nan for a in attrs]
             ax.bar(np.arange(len(attrs)) + (k + 0.5) * width - 0.4, values, width, color=f"C{m}",
                    alpha=1.0 if direction == "on" else 0.5, hatch=None if direction == "on" else "//",
-                   label=f"{method.upper()}: turn {direction}")
+                   label=f"{METHOD_NAMES.get(method, method)}: turn {direction}")
     ax.axhline(TARGETS["edit_success"][1], color="k", lw=0.8, ls="--", label="target")
     ax.set_xticks(np.arange(len(attrs)), [a.replace("_", " ") for a in attrs], fontsize=8)
     ax.set_ylim(0, 1.05)
@@ -475,14 +476,15 @@ def _cell(value, fmt):
 
 def markdown_table(metrics):
     """The scorecard as a Markdown table: a column per method, the unchanged source, and the target."""
-    columns = {m.upper(): v for m, v in metrics["methods"].items()}
+    columns = {METHOD_NAMES.get(m, m): v for m, v in metrics["methods"].items()}
     columns["source unchanged"] = metrics["baseline"]
-    recon = {k: metrics[k] for k in ("psnr_reconstruction", "ssim_reconstruction")}
+    recon = {k: metrics[k] for k in ("psnr_reconstruction", "ssim_reconstruction")}  # DDIB's column only
     rows = [*_ROWS, ("DDIB reconstruction PSNR (s=0), dB", "psnr_reconstruction", ".2f"),
             ("DDIB reconstruction SSIM (s=0)", "ssim_reconstruction", ".3f")]
     lines = ["| metric | " + " | ".join(columns) + " | target |", "|---" * (len(columns) + 2) + "|"]
     for label, key, fmt in rows:
-        values = [recon[key] if key in recon and name == "DDIB" else col.get(key) for name, col in columns.items()]
+        values = [recon[key] if key in recon and name == METHOD_NAMES["ddib"] else col.get(key)
+                  for name, col in columns.items()]
         if all(v is None for v in values):
             continue
         op, goal = TARGETS.get(key, ("", None))

@@ -126,7 +126,7 @@ def test_edit_scorecard_on_a_tiny_model(tiny):
     assert m["baseline"]["change_outside_edit"] == 0
     assert m["note"] == ev.DISTANCE_NOTE
     table = ev.markdown_table(m)
-    assert "| DDIB | SDEDIT | source unchanged |" in table and "PSNR vs counterfactual" in table
+    assert "| DDIB | SDEdit | source unchanged |" in table and "PSNR vs counterfactual" in table
     json.loads(ev.to_json(m))
 
 
