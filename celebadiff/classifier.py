@@ -173,7 +173,8 @@ def train_classifier(data, out=None, attributes=None, image_size=32, steps=2000,
         images, labels: (N, 3, S, S) uint8 or float [-1, 1] images and (N, A) 0/1 labels to train on
             instead of the folder; S is resized to `image_size` when it differs.
     Returns:
-        the AttributeClassifier in eval mode. Deterministic in `seed` (on one device and thread count).
+        the AttributeClassifier in eval mode, on the device of `images` (CPU for a folder).
+        Deterministic in `seed` (on one device and thread count).
     """
     if (images is None) != (labels is None):
         raise ValueError("pass both images and labels, or neither (then the folder's train split is used)")
@@ -184,7 +185,7 @@ def train_classifier(data, out=None, attributes=None, image_size=32, steps=2000,
     if images.shape[-1] != image_size:
         images = _resize(_as_float_images(images), image_size)
     torch.manual_seed(seed)
-    classifier = AttributeClassifier(attributes, image_size)
+    classifier = AttributeClassifier(attributes, image_size).to(images.device)  # given tensors pick the device
     fit(classifier, images, labels, steps, batch_size, lr, seed, progress)
     if out is not None:
         save_classifier(classifier, out)
@@ -309,8 +310,12 @@ def independent_faces(n, seed, size=32):
     return images, labels
 
 
-def train_oracle(out=None, n=20000, size=32, seed=123, steps=1500, progress=True):
+def train_oracle(out=None, n=20000, size=32, seed=123, steps=500, progress=True):
     """The judge for the built-in faces: trained on n renders with independent attributes (DRAWN).
+
+    500 steps of 128 are where Wearing_Lipstick (a few red pixels at 32 px, the last attribute
+    learned) passes 99% held out; at 250 it is still near 88%. About 4 minutes on 2 idle cores,
+    a minute of it rendering.
 
     Afterwards it is scored on n // 10 other independent renders (seed + 1); the report is printed
     when `progress` and written to out/heldout.json when `out` is given.
