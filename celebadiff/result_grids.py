@@ -22,7 +22,7 @@ from .plotting import image_grid
 from .unet import attribute_states
 
 GROUPS = (("female\nno glasses", 0, 0), ("female\nglasses", 0, 1), ("male\nno glasses", 1, 0), ("male\nglasses", 1, 1))
-FLIPPED = (("Smiling", "Smiling"), ("Mouth_Slightly_Open", "Mouth open"), ("Eyeglasses", "Eyeglasses"))
+FLIPPED = ("Smiling", "Mouth_Slightly_Open", "Eyeglasses")  # the edit columns that flip their attribute
 COLUMNS = ("source", "reconstruction", "Smiling", "Mouth open", "Eyeglasses", "hair colour", "Male")
 
 
@@ -52,7 +52,7 @@ def edit_plan(labels, names):
     for row in labels:
         has = {n: bool(row[names.index(n)] > 0.5) for n in names}
         hair = "Black_Hair" if has.get("Blond_Hair") else "Blond_Hair"
-        edits = [(a, int(not has[a])) for a, _ in FLIPPED] + [(hair, 1), ("Male", int(not has["Male"]))]
+        edits = [(a, int(not has[a])) for a in FLIPPED] + [(hair, 1), ("Male", int(not has["Male"]))]
         attrs.append([a for a, _ in edits])
         values.append([v for _, v in edits])
         captions.append(["added" if v else "removed" for _, v in edits[:3]]
