@@ -9,6 +9,12 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 export MALLOC_MMAP_THRESHOLD_ := 4294967296
 export MALLOC_TRIM_THRESHOLD_ := 4294967296
 
+# Copy an executed notebook back without papermill's injected-parameters cell: left in, it would
+# make nbval (SMOKE) runs write smoke figures into figures/.
+export STRIP_INJECTED := import json, sys; nb = json.load(open(sys.argv[1])); \
+  nb["cells"] = [c for c in nb["cells"] if "injected-parameters" not in c["metadata"].get("tags", [])]; \
+  json.dump(nb, open(sys.argv[2], "w"), indent=1, ensure_ascii=False)
+
 .PHONY: figures test test-ui lint train-demo data bench clean
 
 # (Re)create the environment when it is missing or pyproject.toml is newer than the install.
@@ -29,7 +35,7 @@ figures: .venv/.installed data
 	for nb in $(NOTEBOOKS); do \
 	  start=$$(date +%s); \
 	  $(PY) -m papermill --cwd notebooks -k python3 -p SAVE_FIGURES True "$$nb" "build/$$nb" --log-level WARNING; \
-	  cp "build/$$nb" "$$nb"; \
+	  $(PY) -c "$$STRIP_INJECTED" "build/$$nb" "$$nb"; \
 	  echo "$$nb: $$(( $$(date +%s) - start )) s"; \
 	done
 
