@@ -28,16 +28,18 @@ def main(argv=None):
     parser.add_argument("--data", default=None, help="default: the built-in face set (data/synthfaces)")
     parser.add_argument("--n", type=int, default=512, help="faces to edit")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (inversion and generation each)")
+    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--quick", action="store_true", help="64 faces, 10 steps")
     args = parser.parse_args(argv)
     n, steps = (min(args.n, 64), min(args.steps, 10)) if args.quick else (args.n, args.steps)
 
-    model, config, step = load_model(args.checkpoint)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, config, step = load_model(args.checkpoint, device=device)
     data = args.data or builtin_dataset()
-    oracle = ev.default_oracle(data)
+    oracle = ev.default_oracle(data).to(device)
     schedule = NoiseSchedule.named(config.schedule, config.T)
     print(f"checkpoint {args.checkpoint} (step {step}), {n} faces, {steps} DDIM steps, "
-          f"{torch.get_num_threads()} threads")
+          f"on {device} ({torch.get_num_threads()} threads)")
     metrics = ev.edit_scorecard(model, schedule, config, data, n=n, steps=steps, oracle=oracle)
     metrics["step"] = step
     print(ev.markdown_table(metrics))
