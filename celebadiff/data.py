@@ -164,6 +164,9 @@ class CelebADataset(Dataset):
         self.attribute_names = resolve_attributes(attributes, valid=names)
         columns = [names.index(a) for a in self.attribute_names]
         keep = [i for i, f in enumerate(files) if split == "all" or partition.get(f) == SPLITS[split]]
+        if not keep:
+            raise ValueError(f"the {split!r} split of {self.root} is empty: {PARTITION_FILE} assigns no image to it "
+                             f"(0 = train, 1 = valid, 2 = test); choose a split it has")
         self.size, self.crop, self.split = size, crop, split
         self.files = [files[i] for i in keep]
         self.labels = (labels[keep][:, columns] > 0).float()

@@ -187,6 +187,12 @@ def test_unknown_split(tiny_celeba):
         CelebADataset(tiny_celeba, "validation")
 
 
+def test_empty_split_names_the_problem(tmp_path):
+    root = write_celeba(tmp_path / "celeba", n=6, partition=[0, 0, 0, 0, 1, 1])  # no test images
+    with pytest.raises(ValueError, match="'test' split .* is empty.*choose a split it has"):
+        CelebADataset(root, "test", cache_dir=tmp_path / "cache")
+
+
 def test_missing_image_raises_or_is_skipped(tiny_celeba):
     (tiny_celeba / data.IMAGE_DIR / "000003.jpg").unlink()
     with pytest.raises(FileNotFoundError, match="000003.jpg.*skip_bad_images=True"):
@@ -251,10 +257,15 @@ def test_blank_lines_are_ignored(tiny_celeba):
 
 
 # ----------------------------------------------------------------------------- the real sample
-@pytest.mark.parametrize("split, n", [("all", 5340), ("train", 4560), ("valid", 780), ("test", 0)])
+@pytest.mark.parametrize("split, n", [("all", 5340), ("train", 4560), ("valid", 780)])
 def test_real_sample_split_sizes(celeba_sample, split, n):
     ds = CelebADataset(celeba_sample, split, attributes=["Smiling"])
     assert len(ds) == n and ds.labels.shape == (n, 1)
+
+
+def test_real_sample_has_no_test_split(celeba_sample):
+    with pytest.raises(ValueError, match="'test' split .* is empty"):
+        CelebADataset(celeba_sample, "test", attributes=["Smiling"])
 
 
 def test_real_sample_attributes_and_positive_counts(celeba_sample):
