@@ -4,14 +4,22 @@
 
 Measures, in one run and interleaved (ours, theirs, then theirs, ours in the next round; medians over
 rounds, because other processes may share the cores):
-  - training images/s: forward + MSE backward + AdamW step, batch 64 at 32 px (64 * (32 / size)^2 images);
+  - training images/s: forward + MSE backward + fused AdamW step (as train.py), batch 64 at 32 px
+    (64 * (32 / size)^2 images);
   - sampling steps/s: one no-grad forward of a batch of 64;
   - achieved GFLOP/s of the training step: FLOPs counted by FlopCounterMode (forward + backward)
-    divided by the median time, next to a float32 2048^3 torch.mm measured in the same rounds.
+    divided by the median time, as a fraction of the best of several float32 1024^3 torch.mm measured
+    in the same rounds. The step's FLOPs are 99% convolutions, of 0.1 to 5 GFLOP each at batch 64,
+    which a 2 GFLOP square product represents (512^3 to 2048^3 ran within 10% of each other on the
+    2-core AMD EPYC this was written on).
 Each model runs in the default (contiguous) and channels_last formats; the ratios compare the best
 format of each. Prints a table, then one JSON line. Not a test: numbers depend on the machine and its load.
-The default run costs about 200 CPU-seconds: some 2 minutes on an idle 2-core machine, several times
-that when a training job holds the cores.
+About 25 s for --sizes 32 and a minute for the default on an idle 2-core machine.
+
+Run it on an idle machine: cpu_share in the JSON near the thread count. The training step is several
+hundred parallel ops; when another process holds a core, each of them waits for the descheduled
+thread, while one long torch.mm barely notices. On the 2-core EPYC, an evaluation job beside it made
+the step 7x slower and torch.mm 2x, so the script warns when it got less than 90% of its threads' CPU time.
 
 The diffusers model: block_out_channels (32, 64, 128), layers_per_block 1, attention at the last level
 and in the middle, GroupNorm(8), 4 heads of 32 and scale-shift ("AdaGN") embedding as ours;
@@ -44,7 +52,7 @@ from celebadiff.config import preset  # noqa: E402
 from celebadiff.train import build_model  # noqa: E402
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
-SAMPLE_BATCH, MM_N = 64, 2048
+SAMPLE_BATCH, MM_N = 64, 1024
 
 
 class Diffusers(nn.Module):
@@ -66,7 +74,7 @@ class Case:
     """One model in one memory format at one image size: its optimizer and fixed inputs."""
 
     def __init__(self, net, fmt, size, train_batch, cond):
-        self.net, self.opt = net, torch.optim.AdamW(net.parameters(), lr=1e-4)
+        self.net, self.opt = net, torch.optim.AdamW(net.parameters(), lr=1e-4, fused=True)  # as train.py
         self.fmt = FORMATS[fmt]
         self.inputs = {b: (torch.randn(b, 3, size, size).contiguous(memory_format=self.fmt),
                            torch.randint(0, 1000, (b,)), cond(b)) for b in {train_batch, SAMPLE_BATCH}}
@@ -137,14 +145,14 @@ def run(sizes, warmup, rounds):
                         dt = seconds(getattr(cases[name, fmt], task))
                         if r >= warmup:
                             times.setdefault((s, name, fmt, task), []).append(dt)
-        for _ in range(3):  # cheap next to the U-Nets: a steadier median
+        for _ in range(5):  # cheap next to the U-Nets; the best of all is the machine's rate
             dt = seconds(mm)
             if r >= warmup:
                 times.setdefault("mm", []).append(dt)
     # CPU seconds this process got per wall second: near the thread count on an idle machine
     share = (time.process_time() - cpu) / (time.perf_counter() - wall)
     median = {k: statistics.median(v) for k, v in times.items()}
-    mm_gflops = 2 * MM_N**3 / median["mm"] / 1e9
+    mm_gflops = 2 * MM_N**3 / min(times["mm"]) / 1e9
     return report(sizes, by_size, params, flops, median, mm_gflops, load, share, rounds)
 
 
@@ -157,7 +165,11 @@ def report(sizes, by_size, params, flops, median, mm_gflops, load, share, rounds
           "layers_per_block + 1 resnets per up level); training-step GFLOP (fwd + bwd): "
           + ", ".join(f"{s} px ours {flops[s, 'ours'] / 1e9:.1f} diffusers {flops[s, 'diffusers'] / 1e9:.1f}"
                       for s in sizes))
-    print(f"float32 torch.mm {MM_N}^3: {mm_gflops:.1f} GFLOP/s")
+    if share < 0.9 * torch.get_num_threads():
+        print(f"WARNING: this process got {share:.2f} of {torch.get_num_threads()} cores while timing: other jobs "
+              "held the CPU, and the training step's many small parallel ops suffer far more than torch.mm. "
+              "Rerun on an idle machine for GFLOP/s and the fraction of the matmul rate")
+    print(f"float32 torch.mm {MM_N}^3, best of {5 * rounds}: {mm_gflops:.1f} GFLOP/s")
     print(f"{'size':>4s} {'model':10s} {'format':14s} {'train img/s':>11s} {'GFLOP/s':>8s} {'of mm':>6s} "
           f"{'sample steps/s':>14s}")
     result = {"params_ours": params["ours"], "params_diffusers": params["diffusers"],

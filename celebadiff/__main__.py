@@ -71,6 +71,8 @@ def build_parser():
     edit.add_argument("--out", required=True, help="output image (or folder, for a folder in)")
     edit.add_argument("--strength", type=float, default=1.0)
     edit.add_argument("--method", default="ddib", choices=["ddib", "sdedit"])
+    edit.add_argument("--mask", action=argparse.BooleanOptionalAction, default=None,
+                      help="DDIB: regenerate only where the edit acts (DiffEdit's mask; the default for ddib)")
     edit.add_argument("--steps", type=int, default=50)
     edit.add_argument("--seed", type=int, default=0)
     edit.add_argument("--classifier", default=None, help="attribute classifier run, to read source attributes")

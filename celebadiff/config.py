@@ -74,9 +74,6 @@ PRESETS = {
     "demo": Config(),
     # real CelebA (e.g. the 4,560-image sample) at 32 px on a CPU, the same attributes as the demo
     "celeba-cpu": Config(steps=6000, sample_every=500),
-    # real CelebA (the sample) at 64 px where a GPU is at hand: about 8 minutes on one H100
-    "celeba-gpu": Config(image_size=64, channels=(64, 128, 256), n_blocks=2, dropout=0.1, steps=8000,
-                         batch_size=128, lr=5e-4, warmup=500, sample_every=2000, checkpoint_every=1000),
     # CelebA 64x64 on a GPU: a DDIM-paper-sized model
     "full": Config(image_size=64, channels=(128, 256, 256, 512), n_blocks=2,
                    attention=(False, True, False, False), attributes=CELEBA_ATTRIBUTES, dropout=0.1, steps=200_000,

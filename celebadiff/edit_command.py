@@ -230,7 +230,7 @@ def run_edit(args):
     for s in range(0, len(paths), BATCH):
         x0 = data.to_model_range(images[s:s + BATCH]).to(device)
         edited = edit(model, schedule, x0, y_source[s:s + BATCH].to(device), y_target[s:s + BATCH].to(device),
-                      method=args.method, strength=args.strength, steps=args.steps, seed=args.seed)
+                      method=args.method, strength=args.strength, steps=args.steps, seed=args.seed, mask=args.mask)
         for image, path in zip(data.to_uint8(edited), outputs[s:s + BATCH]):
             save_atomic(image, path, fmt)
         bar.update(len(x0))

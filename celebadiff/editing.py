@@ -1,4 +1,5 @@
-"""Editing a given face: DDIB (invert under its own attributes, regenerate under the target) and SDEdit.
+"""Editing a given face: DDIB (invert under its own attributes, regenerate under the target), by
+default only inside DiffEdit's mask, and SDEdit.
 
 DDIB (Su et al., "Dual Diffusion Implicit Bridges", ICLR 2023) with one conditional model:
 
@@ -12,36 +13,116 @@ them (classifier-free guidance, Ho & Salimans 2021), 0 gives back the DDIM recon
 optional signed per-attribute strengths s_a ("more smile, less glasses") add one term each. All of
 it is `celebadiff.sampling.guided`.
 
+DiffEdit (Couairon et al., "DiffEdit: Diffusion-based semantic image editing with mask guidance",
+ICLR 2023), DDIB's default here, confines the regeneration to where the edit acts. The mask M
+(`edit_mask`) is where the edit's noise prediction differs from the source's on noised copies of x0;
+the generation then sets, after every DDIM step, x_s = M x_s + (1 - M) x_s_inv, with x_s_inv the
+inversion's latent at the same step (x0 itself after the last step), so outside the mask the face is
+given back exactly: the source's pixels, not its DDIM reconstruction. On 64 built-in test faces this
+raised PSNR against the exact counterfactual from 26.3 to 30.0 dB at equal edit success.
+
 SDEdit (Meng et al. 2022), the baseline: noise x0 to step t0 = t0_fraction * T, then DDIM down
 from there with the same eps_edit.
 """
 
 import torch
+from tqdm.auto import tqdm
 
 from .data import resolve_attributes
 from .diffusion import q_sample
-from .sampling import ddim_invert, ddim_sample, ddim_timesteps, guided
+from .sampling import ddim_invert, ddim_sample, ddim_step, ddim_timesteps, guided
 from .unet import ABSENT, PRESENT, UNKNOWN
 
 METHODS = ("ddib", "sdedit")
+HAIR_COLOURS = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair")  # a face has one hair colour
+
+
+def turned_off_by(name, attribute_names):
+    """The attributes of `attribute_names` that setting `name` to 1 sets to 0: the other hair colours."""
+    if name not in HAIR_COLOURS:
+        return []
+    return [h for h in HAIR_COLOURS if h in attribute_names and h != name]
 
 
 def set_attributes(y, attribute_names, changes):
     """A copy of states y (B, A) with `changes` {name: 0 | 1} applied to every row.
 
-    Raises ValueError for an unknown name (with close matches) or a value other than 0/1.
+    Setting a hair colour to 1 sets the other hair colours among `attribute_names` to ABSENT.
+    Raises ValueError for an unknown name (with close matches), a value other than 0/1, or two hair
+    colours set to 1.
     """
     y = y.clone()
-    resolve_attributes(list(changes), valid=list(attribute_names))
+    names = list(attribute_names)
+    resolve_attributes(list(changes), valid=names)
     for name, value in changes.items():
         if value not in (0, 1, True, False):
             raise ValueError(f"attribute {name}: value must be 0 or 1, got {value!r}")
-        y[:, list(attribute_names).index(name)] = PRESENT if value else ABSENT
+    hair = [name for name, value in changes.items() if value and name in HAIR_COLOURS]
+    if len(hair) > 1:
+        raise ValueError(f"{' and '.join(hair)} are set to 1, but a face has one hair colour; set only one to 1")
+    for name, value in changes.items():
+        for other in turned_off_by(name, names) if value else []:
+            y[:, names.index(other)] = ABSENT
+        y[:, names.index(name)] = PRESENT if value else ABSENT
     return y
 
 
+def _edit_guidance(model, y_source, y_target, strength, attribute_strength):
+    """eps_edit as a model (see the module docstring), and which faces (B,) bool it changes at all."""
+    changed = torch.zeros(len(y_source), dtype=torch.bool, device=y_source.device)
+    target = None
+    if y_target is not None:  # attributes the target leaves UNKNOWN keep their source value
+        target = torch.where(y_target == UNKNOWN, y_source, y_target)
+        changed |= (target != y_source).any(1) & (torch.as_tensor(strength, device=y_source.device) != 0)
+    if attribute_strength is not None:
+        attribute_strength = torch.as_tensor(attribute_strength, dtype=torch.float32, device=y_source.device)
+        aw = attribute_strength.expand(len(y_source), -1)  # a term moves y only where y is not already there
+        changed |= (((aw > 0) & (y_source != PRESENT)) | ((aw < 0) & (y_source != ABSENT))).any(1)
+    return guided(model, attribute_w=attribute_strength, target=target, target_w=strength), changed
+
+
+@torch.no_grad()
+def edit_mask(model, schedule, x0, y_source, y_target=None, strength=1.0, attribute_strength=None, mask_t=0.5,
+              threshold=0.1, draws=4, seed=0):
+    """DiffEdit's mask: where the edit's noise prediction differs from the source's.
+
+        x_t^k = q_sample(x0, t = mask_t T, eps^k)                   k = 1 .. draws, seeded
+        D     = mean_k mean_channels |eps_edit(x_t^k) - eps(x_t^k | y_source)|
+        M     = D / max(D) > threshold                              per face
+
+    Args:
+        model, schedule, x0 (B, 3, H, W) in [-1, 1], y_source, y_target, strength, attribute_strength: as for `edit`.
+        mask_t: the noise level, as a fraction of T, in (0, 1].
+        threshold: in [0, 1); None returns the rescaled map D / max(D) itself. The default 0.1 scored
+            best on the built-in faces (benchmarks/bench_edit.py --mask-threshold); DiffEdit's 0.5 keeps
+            only the peaks of these 32 px maps and misses about two thirds of the pixels an edit changes.
+        draws: noise draws averaged (at least 1); seed: their seed.
+    Returns:
+        (B, 1, H, W) float: 1 where the edit regenerates, 0 where it keeps the face (threshold=None: the
+        map, in [0, 1]). A face whose edit changes nothing (target == source, or strength 0) gets all zeros.
+    """
+    if not 0 < mask_t <= 1:
+        raise ValueError(f"mask_t={mask_t}: give the noise level as a fraction of T in (0, 1], e.g. 0.5")
+    if threshold is not None and not 0 <= threshold < 1:
+        raise ValueError(f"threshold={threshold}: give a value in [0, 1), e.g. 0.1 (or None for the map itself)")
+    if draws < 1:
+        raise ValueError(f"draws={draws}: average at least 1 noise draw, e.g. 4")
+    editor, changed = _edit_guidance(model, y_source, y_target, strength, attribute_strength)
+    t = torch.full((len(x0),), min(round(mask_t * schedule.T), schedule.T - 1), device=x0.device)
+    g = torch.Generator(x0.device).manual_seed(seed)
+    diff = torch.zeros_like(x0[:, :1])
+    for _ in range(draws):
+        x_t = q_sample(schedule, x0, t, torch.randn(x0.shape, generator=g, device=x0.device))
+        diff += (editor(x_t, t, y_source) - model(x_t, t, y_source)).abs().mean(1, keepdim=True) / draws
+    peak = diff.amax((1, 2, 3), keepdim=True)
+    rescale = changed[:, None, None, None] & (peak > 0)  # no change asked: an empty mask, not rescaled noise
+    scaled = torch.where(rescale, diff / peak.clamp(min=torch.finfo(diff.dtype).tiny), 0.0)
+    return scaled if threshold is None else (scaled > threshold).to(x0.dtype)
+
+
 def edit(model, schedule, x0, y_source, y_target=None, method="ddib", strength=1.0, attribute_strength=None,
-         steps=50, t0_fraction=0.5, seed=0, callback=None, progress=False):
+         steps=50, t0_fraction=0.5, seed=0, mask=None, mask_t=0.5, mask_threshold=0.1, mask_draws=4,
+         callback=None, progress=False):
     """Edit a batch of faces towards target attributes.
 
     Args:
@@ -54,32 +135,76 @@ def edit(model, schedule, x0, y_source, y_target=None, method="ddib", strength=1
             +2 means "more of this attribute", -1 "less of it".
         steps: DDIM steps for inversion and for generation each (SDEdit runs the ones below t0).
         t0_fraction: SDEdit's starting noise level, as a fraction of T.
-        seed: SDEdit's noise; DDIB is deterministic.
+        seed: SDEdit's noise and the mask's noise draws; DDIB itself is deterministic.
+        mask: DDIB only. True: DiffEdit, with the mask that `edit_mask(..., mask_t, mask_threshold,
+            mask_draws, seed=seed)` computes. False: regenerate the whole face. Or a given mask,
+            (B or 1, 1, H, W) in [0, 1], 1 where the face may change. None (default): True for DDIB,
+            False for SDEdit. A face whose mask is all zero (nothing to change) gets the plain DDIB
+            edit: at strength 0, or with a target equal to the source, the reconstruction.
         callback: called as callback(done, total) after every model evaluation (progress bars).
     Returns:
         (B, 3, H, W) edited faces, float, about [-1, 1].
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    target = None
-    if y_target is not None:  # attributes the target leaves UNKNOWN keep their source value
-        target = torch.where(y_target == UNKNOWN, y_source, y_target)
-    if attribute_strength is not None:
-        attribute_strength = torch.as_tensor(attribute_strength, dtype=torch.float32, device=x0.device)
+    if mask is None:
+        mask = method == "ddib"
+    if not isinstance(mask, (bool, torch.Tensor)):
+        raise ValueError(f"mask must be True, False, None or a (B, 1, H, W) tensor, got {type(mask).__name__}")
+    if method != "ddib" and mask is not False:
+        raise ValueError(f"a mask applies to DDIB only; pass mask=False with method={method!r}")
+    if isinstance(mask, torch.Tensor):
+        mask = _checked_mask(mask, x0)
+    if mask is True and not _edit_guidance(model, y_source, y_target, strength, attribute_strength)[1].any():
+        mask = False  # nothing to change: the plain DDIB edit (the reconstruction), without the mask's cost
     # SDEdit starts on the DDIM timestep nearest below t0 so that no step is skipped or repeated
     below = [t for t in ddim_timesteps(schedule.T, steps) if t <= t0_fraction * schedule.T]
     t_start = below[-1] if below else 0
-    total = 2 * steps if method == "ddib" else len(below)
+    total = (2 * steps + (2 * mask_draws if mask is True else 0)) if method == "ddib" else len(below)
     model = _counting(model, callback, total) if callback else model
-    editor = guided(model, attribute_w=attribute_strength, target=target, target_w=strength)
+    editor, _ = _edit_guidance(model, y_source, y_target, strength, attribute_strength)
     with torch.no_grad():
-        if method == "ddib":
+        if method == "sdedit":
+            g = torch.Generator(x0.device).manual_seed(seed)
+            eps = torch.randn(x0.shape, generator=g, device=x0.device)
+            x_t = q_sample(schedule, x0, torch.full((x0.shape[0],), t_start, device=x0.device), eps)
+            return ddim_sample(editor, schedule, x_t, y_source, steps=steps, progress=progress, t_start=t_start)
+        if mask is False:
             x_T = ddim_invert(model, schedule, x0, y_source, steps=steps, progress=progress)
             return ddim_sample(editor, schedule, x_T, y_source, steps=steps, progress=progress)
-        g = torch.Generator(x0.device).manual_seed(seed)
-        eps = torch.randn(x0.shape, generator=g, device=x0.device)
-        x_t = q_sample(schedule, x0, torch.full((x0.shape[0],), t_start, device=x0.device), eps)
-        return ddim_sample(editor, schedule, x_t, y_source, steps=steps, progress=progress, t_start=t_start)
+        if mask is True:
+            mask = edit_mask(model, schedule, x0, y_source, y_target, strength, attribute_strength, mask_t=mask_t,
+                             threshold=mask_threshold, draws=mask_draws, seed=seed)
+        trajectory = ddim_invert(model, schedule, x0, y_source, steps=steps, progress=progress, return_trajectory=True)
+        return _masked_ddim(editor, schedule, trajectory, mask, y_source, steps, progress)
+
+
+def _checked_mask(mask, x0):
+    """A given mask as x0's dtype, after checking its shape (B or 1, 1, H, W) and range [0, 1]."""
+    B, _, H, W = x0.shape
+    if mask.dim() != 4 or mask.shape[0] not in (1, B) or tuple(mask.shape[1:]) != (1, H, W):
+        raise ValueError(f"mask has shape {tuple(mask.shape)}; give one of shape ({B}, 1, {H}, {W}) for these "
+                         "faces, e.g. from edit_mask(...)")
+    mask = mask.to(device=x0.device, dtype=x0.dtype)
+    if not ((mask >= 0) & (mask <= 1)).all():
+        raise ValueError("mask values must lie in [0, 1] (1: may change, 0: keep); clamp or threshold it first")
+    return mask
+
+
+def _masked_ddim(editor, schedule, trajectory, mask, y, steps, progress):
+    """DDIM from trajectory[-1] under `editor`; after each step x = M x + (1 - M) (the inversion's latent there).
+
+    trajectory: `ddim_invert(..., return_trajectory=True)`; mask M: (B or 1, 1, H, W) in [0, 1]. A face
+    whose mask is all zero is regenerated whole instead (the plain DDIB edit).
+    """
+    mask = torch.where(mask.flatten(1).any(1)[:, None, None, None], mask, torch.ones_like(mask))
+    ts = ddim_timesteps(schedule.T, steps)
+    x = trajectory[-1]
+    for i in tqdm(reversed(range(len(ts))), total=len(ts), disable=not progress, desc="DDIM (masked)"):
+        t = torch.full((x.shape[0],), ts[i], device=x.device, dtype=torch.long)
+        x = ddim_step(schedule, x, editor(x, t, y), ts[i], ts[i - 1] if i > 0 else -1)
+        x = mask * x + (1 - mask) * trajectory[i]  # trajectory[i] is at ts[i - 1]; trajectory[0] is x0
+    return x
 
 
 def _counting(model, callback, total):

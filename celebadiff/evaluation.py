@@ -36,17 +36,19 @@ from . import synthfaces
 from .classifier import accuracy_report, load_classifier, predict, train_oracle
 from .data import CelebADataset, frame, to_model_range
 from .diffusion import NoiseSchedule
-from .editing import edit
+from .editing import edit, turned_off_by
 from .train import default_cache_dir, load_model
 from .unet import attribute_states
 
 EDITED = ("Smiling", "Eyeglasses", "Male", "Blond_Hair", "Wearing_Hat")
-HAIR_COLOURS = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair")  # at most one is on
 PSNR_CAP = 100.0  # dB; what psnr() returns for identical images (MSE 0 would give inf)
 ORACLE_DIR = synthfaces.PROJECT / "runs" / "oracle"
 DISTANCE_NOTE = "classifier-feature distances, not Inception FID"
+# the editors compared, as `edit` arguments, and as written in tables and legends
+METHODS = {"ddib": {"method": "ddib", "mask": False}, "ddib-mask": {"method": "ddib", "mask": True},
+           "sdedit": {"method": "sdedit"}}
+METHOD_NAMES = {"ddib": "DDIB", "ddib-mask": "DDIB + DiffEdit mask", "sdedit": "SDEdit"}
 # the demo model's goals, printed next to the numbers (never asserted): (key, ">=" or "<", value)
-METHOD_NAMES = {"ddib": "DDIB", "sdedit": "SDEdit"}  # as written in tables and legends
 TARGETS = {"edit_success": (">=", 0.85), "preservation": (">=", 0.95), "psnr_counterfactual": (">=", 26.0),
            "psnr_reconstruction": (">=", 28.0), "seconds_per_64_edits": ("<", 90.0)}
 
@@ -155,11 +157,12 @@ def choose_edits(labels, names, attributes, n, seed=0):
 
 def target_labels(labels, names, attrs, values):
     """Source labels (M, A) with row i's attribute attrs[i] set to values[i]; turning a hair colour on
-    turns the other hair colours off, as `synthfaces.counterfactual` does. Returns a new (M, A) tensor."""
+    turns the other hair colours off (`editing.turned_off_by`), as `synthfaces.counterfactual` does.
+    Returns a new (M, A) tensor."""
     target = labels.clone()
     for i, (name, value) in enumerate(zip(attrs, values)):
-        if name in HAIR_COLOURS and value:
-            target[i, [names.index(h) for h in HAIR_COLOURS if h in names]] = 0.0
+        if value:
+            target[i, [names.index(h) for h in turned_off_by(name, names)]] = 0.0
         target[i, names.index(name)] = float(value)
     return target
 
@@ -208,19 +211,22 @@ def _prepare(config, root, split, n, oracle, seed):
 # --- running and judging edits ----------------------------------------------------------------------
 
 def run_edits(model, schedule, x0, y_source, y_target, method="ddib", strength=1.0, steps=50, t0_fraction=0.5,
-              seed=0, batch_size=64, progress=True):
+              seed=0, batch_size=64, progress=True, **options):
     """`editing.edit` over a set in batches.
 
-    x0: (M, 3, H, W) in [-1, 1]; y_source, y_target: (M, A) states. Returns (edits (M, 3, H, W)
+    x0: (M, 3, H, W) in [-1, 1]; y_source, y_target: (M, A) states. method: a key of METHODS;
+    options: further `edit` arguments (mask_t, mask_threshold, ...). Returns (edits (M, 3, H, W)
     clamped to [-1, 1] on the CPU, seconds the first batch took scaled to 64 images).
     """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     device = next(model.parameters()).device
     out, seconds = [], None
     for s in tqdm(range(0, len(x0), batch_size), desc=f"{method} s={strength:g}", disable=not progress, leave=False):
         part = slice(s, s + batch_size)
         start = time.perf_counter()
         x = edit(model, schedule, x0[part].to(device), y_source[part].to(device), y_target[part].to(device),
-                 method=method, strength=strength, steps=steps, t0_fraction=t0_fraction, seed=seed + s)
+                 strength=strength, steps=steps, t0_fraction=t0_fraction, seed=seed + s, **METHODS[method], **options)
         out.append(x.clamp(-1, 1).cpu())
         if seconds is None:
             seconds = (time.perf_counter() - start) * 64 / len(out[0])
@@ -318,14 +324,17 @@ def default_oracle(root=None, progress=True):
     return train_oracle(ORACLE_DIR, progress=progress)
 
 
-def edit_scorecard(model, schedule, config, dataset_root, split="test", n=512, methods=("ddib", "sdedit"),
-                   strength=1.0, steps=50, oracle=None, seed=0, batch_size=64, t0_fraction=0.5, progress=True):
+def edit_scorecard(model, schedule, config, dataset_root, split="test", n=512, methods=("ddib-mask", "ddib", "sdedit"),
+                   strength=1.0, steps=50, oracle=None, seed=0, batch_size=64, t0_fraction=0.5, progress=True,
+                   edit_options=None):
     """Edit n faces of a split one attribute at a time and score the edits.
 
     Each face gets one flip of an attribute of EDITED (those the model and the judge both know), spread
     evenly over attributes and over both directions (`choose_edits`). The judge is `oracle` (default:
-    `default_oracle`, for the built-in faces). Per method ("ddib", "sdedit"), and for the trivial
-    baseline of returning the source unchanged ("baseline"):
+    `default_oracle`, for the built-in faces). Per method (keys of METHODS: "ddib-mask" is DDIB with
+    DiffEdit's mask, `edit`'s default; "ddib" without it; "sdedit"), with `edit_options` (further `edit`
+    arguments, e.g. {"mask_threshold": 0.2}), and for the trivial baseline of returning the source
+    unchanged ("baseline"):
         edit_success      the judge reads the edited attribute at its target value (mean over the
                           attribute x direction cells; per cell in success_by_attribute)
         preservation      for each other attribute (those the target does not change), the judge's reading
@@ -337,7 +346,8 @@ def edit_scorecard(model, schedule, config, dataset_root, split="test", n=512, m
         seconds_per_64_edits   wall time of the first batch, scaled to 64 faces
     Also reconstruction (DDIB at strength 0 against the source: psnr, ssim) and the judge's own accuracy
     on the split's faces (which it never trained on) and on the exact counterfactuals.
-    Returns a dict whose top-level keys repeat the DDIB numbers (see the keys of `TARGETS`).
+    Returns a dict whose top-level keys repeat the numbers of methods[0] (named in "method"; see the keys
+    of `TARGETS`).
     """
     if oracle is None:
         oracle = default_oracle(dataset_root, progress)
@@ -352,7 +362,7 @@ def edit_scorecard(model, schedule, config, dataset_root, split="test", n=512, m
     out = {"methods": {}}
     for method in methods:
         edited, seconds = run_edits(model, schedule, x0, prep["y_source"], prep["y_target"], method, strength, steps,
-                                    t0_fraction, seed, batch_size, progress)
+                                    t0_fraction, seed, batch_size, progress, **(edit_options or {}))
         out["methods"][method] = {**score(oracle, edited, prep, counterfactual, reference),
                                   "seconds_per_64_edits": seconds}
     out["baseline"] = score(oracle, x0, prep, counterfactual, reference)
@@ -360,7 +370,7 @@ def edit_scorecard(model, schedule, config, dataset_root, split="test", n=512, m
                          seed=seed, batch_size=batch_size, progress=progress)
     out["reconstruction"] = {"psnr": float(psnr(recon, x0).mean()), "ssim": float(ssim(recon, x0).mean())}
     out["oracle"] = _judge_accuracy(oracle, prep, counterfactual)
-    main = out["methods"].get("ddib") or next(iter(out["methods"].values()), {})
+    main = out["methods"][methods[0]] if methods else {}
     top = {key: main.get(key) for key in ("edit_success", "preservation", "psnr_counterfactual")}
     top.update(psnr_source_baseline=out["baseline"].get("psnr_counterfactual"),
                psnr_reconstruction=out["reconstruction"]["psnr"], ssim_reconstruction=out["reconstruction"]["ssim"],
@@ -368,7 +378,8 @@ def edit_scorecard(model, schedule, config, dataset_root, split="test", n=512, m
                oracle_counterfactual_accuracy=out["oracle"]["counterfactual_success"], n=len(prep["rows"]),
                frechet_classifier_distance=main.get("frechet_classifier_distance"),
                kernel_classifier_distance=main.get("kernel_classifier_distance"), note=DISTANCE_NOTE)
-    settings = {"split": split, "steps": steps, "strength": strength, "t0_fraction": t0_fraction,
+    settings = {"method": methods[0] if methods else None, "split": split, "steps": steps, "strength": strength,
+                "t0_fraction": t0_fraction, "edit_options": edit_options or {},
                 "attributes": prep["edited"], "judge": list(oracle.attribute_names)}
     return {**top, **settings, **out}
 
@@ -390,9 +401,10 @@ def strength_curve(model, schedule, config, root, strengths=(0, 0.5, 1, 1.5, 2, 
                    batch_size=64, progress=True):
     """Edit success against preservation as an edit is pushed harder, on the scorecard's faces.
 
-    DDIB varies the strength s over `strengths` (0: the reconstruction, 1: the target, > 1 extrapolates).
-    SDEdit varies its own knob instead, t0_fraction over `t0_fractions` (how much noise the face gets:
-    near 0 it comes back unchanged, near 1 it is forgotten), at strength 1.
+    DDIB (with or without the mask: "ddib-mask", "ddib") varies the strength s over `strengths` (0: the
+    reconstruction, 1: the target, > 1 extrapolates). SDEdit varies its own knob instead, t0_fraction over
+    `t0_fractions` (how much noise the face gets: near 0 it comes back unchanged, near 1 it is forgotten),
+    at strength 1.
     Returns {method: {"knob": "strength" | "t0_fraction", "points": [{"value", "edit_success",
     "preservation"}, ...]}}.
     """
@@ -401,7 +413,7 @@ def strength_curve(model, schedule, config, root, strengths=(0, 0.5, 1, 1.5, 2, 
     prep = _prepare(config, root, split, n, oracle, seed)
     curve = {}
     for method in methods:
-        knob, values = ("strength", strengths) if method == "ddib" else ("t0_fraction", t0_fractions)
+        knob, values = ("t0_fraction", t0_fractions) if method == "sdedit" else ("strength", strengths)
         points = []
         for value in values:
             kwargs = {"strength": value} if knob == "strength" else {"t0_fraction": value}
@@ -478,12 +490,13 @@ def markdown_table(metrics):
     """The scorecard as a Markdown table: a column per method, the unchanged source, and the target."""
     columns = {METHOD_NAMES.get(m, m): v for m, v in metrics["methods"].items()}
     columns["source unchanged"] = metrics["baseline"]
-    recon = {k: metrics[k] for k in ("psnr_reconstruction", "ssim_reconstruction")}  # DDIB's column only
+    recon = {k: metrics[k] for k in ("psnr_reconstruction", "ssim_reconstruction")}  # DDIB's columns only
+    ddib_columns = (METHOD_NAMES["ddib"], METHOD_NAMES["ddib-mask"])  # at s = 0 the mask is empty: the same
     rows = [*_ROWS, ("DDIB reconstruction PSNR (s=0), dB", "psnr_reconstruction", ".2f"),
             ("DDIB reconstruction SSIM (s=0)", "ssim_reconstruction", ".3f")]
     lines = ["| metric | " + " | ".join(columns) + " | target |", "|---" * (len(columns) + 2) + "|"]
     for label, key, fmt in rows:
-        values = [recon[key] if key in recon and name == METHOD_NAMES["ddib"] else col.get(key)
+        values = [recon[key] if key in recon and name in ddib_columns else col.get(key)
                   for name, col in columns.items()]
         if all(v is None for v in values):
             continue
@@ -496,6 +509,10 @@ def markdown_table(metrics):
               f"split's faces: {_cell(metrics['oracle_accuracy'], '.3f')}"
               + (f"; its edit success on the exact counterfactuals: {_cell(ceiling, '.3f')}." if ceiling is not None
                  else ".") + f" Distances: {metrics['note']}."]
+    if metrics.get("method"):
+        options = ", ".join(f"{k}={v}" for k, v in metrics.get("edit_options", {}).items())
+        lines.append(f"Top-level numbers and targets: {METHOD_NAMES.get(metrics['method'], metrics['method'])}"
+                     + (f"; edit options: {options}." if options else "."))
     return "\n".join(lines)
 
 

@@ -70,21 +70,27 @@ def ddim_sample(model, schedule, x_T, y, steps=50, eta=0.0, generator=None, prog
 
 
 @torch.no_grad()
-def ddim_invert(model, schedule, x0, y, steps=50, progress=False):
+def ddim_invert(model, schedule, x0, y, steps=50, progress=False, return_trajectory=False):
     """Deterministic DDIM inversion: run eq. (1)-(3) with eta = 0 upwards, from x0 to x_T.
 
     Each step from s to t uses eps_hat = model(x_s, t, y), the usual approximation of the
     eps_hat that the reverse step from t will see (Dhariwal & Nichol 2021, app. F).
+
+    Returns x_T, like x0; with return_trajectory=True the list of steps + 1 latents instead:
+    trajectory[0] = x0 and trajectory[i] is at DDIM timestep ddim_timesteps(T, steps)[i - 1], so
+    trajectory[-1] = x_T (DiffEdit's masked generation follows it outside the mask).
     """
     ts = ddim_timesteps(schedule.T, steps)
-    x = x0
+    x, trajectory = x0, [x0]
     for i in tqdm(range(len(ts)), disable=not progress, desc="DDIM inversion"):
         eps_hat = model(x, _full(ts[i], x), y)
         s = ts[i - 1] if i > 0 else -1
         ab_s, ab_t = _alpha_bar(schedule, s, x), _alpha_bar(schedule, ts[i], x)
         x0_hat = (x - (1 - ab_s).sqrt() * eps_hat) / ab_s.sqrt()
         x = ab_t.sqrt() * x0_hat + (1 - ab_t).sqrt() * eps_hat
-    return x
+        if return_trajectory:
+            trajectory.append(x)
+    return trajectory if return_trajectory else x
 
 
 @torch.no_grad()

@@ -82,14 +82,20 @@ def _prefixed(tensors, prefix):
 def load_model(path, device="cpu", ema=True, expect=None):
     """Load a model for sampling: (UNet in eval mode, Config, step).
 
-    Uses the EMA weights when the file has them and `ema` is True. With `expect` (a Config), a
-    checkpoint from another model config raises ValueError naming the differing fields.
+    Uses the EMA weights when the file has them and `ema` is True; `ema=False` asks for the raw
+    training weights, which only a run's full checkpoint holds (an exported model has EMA weights
+    only). With `expect` (a Config), a checkpoint from another model config raises ValueError
+    naming the differing fields.
     """
     tensors, config, step = read_checkpoint(path)
     if expect is not None:
         expect.check_compatible(config, source=str(path))
-    weights = _prefixed(tensors, "ema.") if ema else {}
-    weights = weights or _prefixed(tensors, "model.")
+    raw = _prefixed(tensors, "model.")
+    if not ema and not raw:
+        raise ValueError(f"{find_checkpoint(path)} holds only EMA weights (an exported model), no raw training "
+                         f"weights: load it with ema=True, or pass the run folder's full checkpoint "
+                         f"(RUN/checkpoints/{LAST}) for ema=False")
+    weights = (_prefixed(tensors, "ema.") if ema else {}) or raw
     model = build_model(config)
     model.load_state_dict({k: v.float() for k, v in weights.items()})
     return model.to(device).eval(), config, step
@@ -140,11 +146,12 @@ def drop_attributes(labels, config, generator):
     return attribute_states(labels, known)
 
 
-def _distributed():
+def _distributed(device=None):
     """(rank, world size), initialising the process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        cuda = torch.device(device).type == "cuda" if device else torch.cuda.is_available()
+        dist.init_process_group("nccl" if cuda else "gloo")  # --device cpu on a GPU machine: gloo
     return (dist.get_rank() if world > 1 else 0), world
 
 
@@ -171,7 +178,7 @@ def train(config, data_dir, out_dir, resume=False, device=None, progress=True, s
     Writes out_dir/config.json, loss.csv, samples/step_NNNNNN.png and checkpoints/last.safetensors.
     `stop_after` ends the run early after that many steps (to test resuming).
     """
-    rank, world = _distributed()
+    rank, world = _distributed(device)
     device = torch.device(device) if device else _device(rank)
     out = Path(out_dir)
     ckpt_path = out / "checkpoints" / LAST
@@ -191,7 +198,8 @@ def train(config, data_dir, out_dir, resume=False, device=None, progress=True, s
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     ema = copy.deepcopy(model).requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # fused: one kernel per parameter instead of about ten; the unfused step stalls when other jobs share the CPU
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     generator = torch.Generator(device).manual_seed(config.seed * 1000 + rank)
     schedule = NoiseSchedule.named(config.schedule, config.T)
     step = 0
@@ -257,10 +265,14 @@ def _restore(path, config, model, ema, optimizer, generator):
     config.check_compatible(saved, source=str(path))
     model.load_state_dict(_prefixed(tensors, "model."))
     ema.load_state_dict(_prefixed(tensors, "ema."))
-    state = optimizer.state_dict()
+    state, params = optimizer.state_dict(), list(model.parameters())
     for key, value in tensors.items():
         if key.startswith("optim."):
             _, i, name = key.split(".", 2)
+            if value.shape == params[int(i)].shape:
+                # moments back in their parameter's memory format (channels_last): fused AdamW on CPU
+                # assumes the same layout without checking, and resumed runs drifted before this copy
+                value = torch.empty_like(params[int(i)]).copy_(value)
             state["state"].setdefault(int(i), {})[name] = value
     optimizer.load_state_dict(state)
     generator.set_state(tensors["rng"])

@@ -82,6 +82,20 @@ def test_source_attributes_come_from_the_dataset_row(ckpt, celeba, tmp_path, mon
     assert kwargs["strength"] == 2.0 and kwargs["steps"] == 3
 
 
+@pytest.mark.parametrize("flags, mask", [((), None), (("--no-mask",), False), (("--mask",), True)])
+def test_the_mask_flag_reaches_edit(ckpt, celeba, tmp_path, monkeypatch, flags, mask):
+    calls = _recording_edit(monkeypatch)
+    assert _edit(ckpt, celeba / "img_align_celeba" / "000001.jpg", tmp_path / "o.png", "--set", "Male=1", *flags) == 0
+    assert calls[0][2]["mask"] is mask  # None: edit's default (the mask for DDIB)
+
+
+def test_sdedit_with_a_mask_is_a_one_line_error(ckpt, celeba, tmp_path, capsys):
+    out = tmp_path / "o.png"
+    assert _edit(ckpt, celeba / "img_align_celeba" / "000001.jpg", out, "--set", "Male=1", "--method", "sdedit",
+                 "--mask") == 2
+    assert "a mask applies to DDIB only" in capsys.readouterr().err and not out.exists()
+
+
 def test_other_images_take_source_pairs_then_a_classifier_else_unknown(ckpt, tmp_path, monkeypatch, capsys):
     calls = _recording_edit(monkeypatch)
     image = tmp_path / "face.png"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from celebadiff.diffusion import NoiseSchedule
-from celebadiff.editing import edit, set_attributes
+from celebadiff.editing import edit, edit_mask, set_attributes
 from celebadiff.sampling import ddim_invert, ddim_sample
 from celebadiff.unet import ABSENT, PRESENT, UNKNOWN, UNet
 
@@ -30,6 +30,15 @@ def test_strength_zero_is_exactly_the_ddim_reconstruction(setup):
     out = edit(model, s, x0, y, target, strength=0.0, steps=10)
     assert out.shape == x0.shape
     torch.testing.assert_close(out, recon)
+
+
+def test_mask_is_ddibs_default(setup):
+    model, s, x0, y = setup
+    target = set_attributes(y, NAMES, {"Eyeglasses": 1})
+    assert torch.equal(edit(model, s, x0, y, target, steps=4), edit(model, s, x0, y, target, steps=4, mask=True))
+    assert not torch.equal(edit(model, s, x0, y, target, steps=4), edit(model, s, x0, y, target, steps=4, mask=False))
+    a = edit(model, s, x0, y, target, method="sdedit", steps=4)
+    assert torch.equal(a, edit(model, s, x0, y, target, method="sdedit", steps=4, mask=False))
 
 
 def test_ddib_is_deterministic_and_sdedit_is_seeded(setup):
@@ -81,3 +90,95 @@ def test_bad_input_errors():
         set_attributes(y, NAMES, {"Smiling": 2})
     with pytest.raises(ValueError, match="unknown method"):
         edit(None, NoiseSchedule.linear(10), torch.zeros(1, 3, 8, 8), y, method="magic")
+
+
+def test_hair_colours_are_exclusive():
+    names = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Smiling")
+    y = torch.tensor([[PRESENT, ABSENT, UNKNOWN, ABSENT], [ABSENT, ABSENT, PRESENT, PRESENT]])
+    out = set_attributes(y, names, {"Blond_Hair": 1})
+    assert out.tolist() == [[ABSENT, PRESENT, ABSENT, ABSENT], [ABSENT, PRESENT, ABSENT, PRESENT]]
+    # turning a hair colour off leaves the others alone; names the model lacks (Gray_Hair) are skipped
+    assert set_attributes(y, names, {"Black_Hair": 0}).tolist() == [[ABSENT, ABSENT, UNKNOWN, ABSENT], y[1].tolist()]
+    brown = set_attributes(y, names, {"Brown_Hair": 1, "Black_Hair": 0})
+    assert brown[:, :3].tolist() == [[ABSENT, ABSENT, PRESENT]] * 2
+    with pytest.raises(ValueError, match="one hair colour"):
+        set_attributes(y, names, {"Blond_Hair": 1, "Brown_Hair": 1})
+
+
+def test_mask_shape_range_and_thresholding(setup):
+    model, s, x0, y = setup
+    target = set_attributes(y, NAMES, {"Eyeglasses": 1})
+    soft = edit_mask(model, s, x0, y, target, threshold=None)
+    assert soft.shape == (2, 1, 16, 16) and soft.min() >= 0
+    torch.testing.assert_close(soft.amax((1, 2, 3)), torch.ones(2))  # each face rescaled by its max
+    hard = edit_mask(model, s, x0, y, target, threshold=0.5)
+    assert torch.equal(hard, (soft > 0.5).float()) and 0 < hard.mean() < 1
+    assert torch.equal(edit_mask(model, s, x0, y, target, seed=3), edit_mask(model, s, x0, y, target, seed=3))
+    # signed per-attribute strengths count as changes too, but not a push to a value the face already has
+    signed = edit_mask(model, s, x0, y, attribute_strength=torch.tensor([0.0, 2.0, 0.0]), threshold=None)
+    assert (signed.amax((1, 2, 3)) == 1).all()
+    already = edit_mask(model, s, x0, y, attribute_strength=torch.tensor([0.0, -2.0, 0.0]), threshold=None)
+    assert (already == 0).all()
+
+
+def test_no_change_gives_an_empty_mask_and_exactly_the_reconstruction(setup):
+    model, s, x0, y = setup
+    target = set_attributes(y, NAMES, {"Smiling": 1})  # row 1 already smiles: no change there
+    assert (edit_mask(model, s, x0, y, target)[1] == 0).all() and edit_mask(model, s, x0, y, target)[0].any()
+    assert (edit_mask(model, s, x0, y, target, strength=0.0) == 0).all()
+    plain = edit(model, s, x0, y, y, steps=10, mask=False)
+    assert torch.equal(edit(model, s, x0, y, y, steps=10, mask=True), plain)
+    recon = edit(model, s, x0, y, target, strength=0.0, steps=10, mask=False)
+    assert torch.equal(edit(model, s, x0, y, target, strength=0.0, steps=10, mask=True), recon)
+    masked = edit(model, s, x0, y, target, steps=10, mask=True)  # row 0 is edited inside its mask, row 1 is not
+    assert torch.equal(masked[1], edit(model, s, x0, y, target, steps=10, mask=False)[1])
+
+
+def test_outside_the_mask_the_face_is_kept_and_inside_it_is_edited(setup):
+    model, s, x0, y = setup
+    target = set_attributes(y, NAMES, {"Eyeglasses": 1, "Male": 0})
+    mask = edit_mask(model, s, x0, y, target, threshold=0.5)
+    out = edit(model, s, x0, y, target, steps=10, mask=True, mask_threshold=0.5)
+    keep = (mask == 0).expand_as(x0)
+    assert keep.any() and torch.equal(out[keep], x0[keep])  # DiffEdit follows the inversion down to x0 itself
+    plain = edit(model, s, x0, y, target, steps=10, mask=False)
+    assert not torch.allclose(out[~keep], x0[~keep]) and not torch.equal(out, plain)
+
+
+def test_a_given_mask_is_used(setup):
+    model, s, x0, y = setup
+    target = set_attributes(y, NAMES, {"Eyeglasses": 1})
+    left = torch.zeros(1, 1, 16, 16)
+    left[..., :8] = 1  # one mask for every face: only the left half may change
+    out = edit(model, s, x0, y, target, steps=10, mask=left)
+    assert torch.equal(out[..., 8:], x0[..., 8:]) and not torch.allclose(out[..., :8], x0[..., :8])
+    # a full mask is plain DDIB
+    torch.testing.assert_close(edit(model, s, x0, y, target, steps=10, mask=torch.ones(2, 1, 16, 16)),
+                               edit(model, s, x0, y, target, steps=10, mask=False))
+
+
+def test_mask_progress_counts_the_mask_draws(setup):
+    model, s, x0, y = setup
+    calls = []
+    target = set_attributes(y, NAMES, {"Eyeglasses": 1})
+    edit(model, s, x0, y, target, steps=10, mask=True, mask_draws=3, callback=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (26, 26) and len(calls) == 26  # 3 draws x (edit, source) + 10 inversion + 10 generation
+    calls.clear()
+    edit(model, s, x0, y, target, steps=10, mask=torch.ones(1, 1, 16, 16), callback=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (20, 20)
+
+
+def test_bad_mask_errors(setup):
+    model, s, x0, y = setup
+    with pytest.raises(ValueError, match=r"give one of shape \(2, 1, 16, 16\)"):
+        edit(model, s, x0, y, y, steps=2, mask=torch.ones(2, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        edit(model, s, x0, y, y, steps=2, mask=torch.full((2, 1, 16, 16), 2.0))
+    with pytest.raises(ValueError, match="mask must be True, False, None or a"):
+        edit(model, s, x0, y, y, steps=2, mask="yes")
+    with pytest.raises(ValueError, match="DDIB only; pass mask=False"):
+        edit(model, s, x0, y, y, method="sdedit", steps=2, mask=True)
+    for kwargs, needle in (({"mask_t": 0}, "mask_t=0"), ({"threshold": 1.0}, "threshold=1.0"),
+                           ({"draws": 0}, "draws=0")):
+        with pytest.raises(ValueError, match=needle):
+            edit_mask(model, s, x0, y, y, **kwargs)

@@ -82,10 +82,15 @@ def test_choose_edits_spreads_edits_over_attributes_and_directions():
 
 
 def test_target_labels_clear_other_hair_colours():
-    names = ["Black_Hair", "Blond_Hair", "Smiling"]
-    source = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
-    target = ev.target_labels(source, names, ["Blond_Hair", "Smiling"], [1, 1])
-    assert target.tolist() == [[0.0, 1.0, 1.0], [1.0, 0.0, 1.0]]
+    names = ["Black_Hair", "Blond_Hair", "Smiling", "Gray_Hair"]
+    source = torch.tensor([[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    target = ev.target_labels(source, names, ["Blond_Hair", "Smiling", "Black_Hair"], [1, 1, 1])
+    assert target.tolist() == [[0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]]
+
+
+def test_run_edits_names_the_methods_it_knows():
+    with pytest.raises(ValueError, match="choose one of ddib, ddib-mask, sdedit"):
+        ev.run_edits(None, None, torch.zeros(1, 3, 8, 8), None, None, method="diffedit")
 
 
 @pytest.fixture(scope="module")
@@ -122,11 +127,17 @@ def test_edit_scorecard_on_a_tiny_model(tiny):
     assert 0 < m["psnr_reconstruction"] <= ev.PSNR_CAP and -1 <= m["ssim_reconstruction"] <= 1
     assert m["methods"]["sdedit"]["psnr_counterfactual"] > 0 and m["seconds_per_64_edits"] > 0
     assert set(m["methods"]["ddib"]["success_by_attribute"]) == set(ev.EDITED)
+    # the top level repeats the first method, DDIB with DiffEdit's mask (edit's default)
+    assert list(m["methods"]) == ["ddib-mask", "ddib", "sdedit"] and m["method"] == "ddib-mask"
+    assert m["psnr_counterfactual"] == m["methods"]["ddib-mask"]["psnr_counterfactual"]
     # the unchanged source differs from the counterfactual only inside the edited region
     assert m["baseline"]["change_outside_edit"] == 0
     assert m["note"] == ev.DISTANCE_NOTE
     table = ev.markdown_table(m)
-    assert "| DDIB | SDEdit | source unchanged |" in table and "PSNR vs counterfactual" in table
+    assert "| DDIB + DiffEdit mask | DDIB | SDEdit | source unchanged |" in table and "PSNR vs counterfactual" in table
+    recon = next(line for line in table.splitlines() if line.startswith("| DDIB reconstruction PSNR"))
+    assert recon.count(f"{m['psnr_reconstruction']:.2f}") == 2  # both DDIB columns: at s = 0 the mask is empty
+    assert "Top-level numbers and targets: DDIB + DiffEdit mask." in table
     json.loads(ev.to_json(m))
 
 

@@ -110,3 +110,17 @@ def test_joint_target_term_moves_from_y_to_the_target():
     torch.testing.assert_close(out, torch.tensor([1 / 3 + 2.5 * (1 / 3 - 1 / 3)]))
     out = guided(linear_model, target=torch.tensor([[PRESENT, PRESENT, ABSENT]]), target_w=2.0)(x, t, y)
     torch.testing.assert_close(out.flatten(), torch.tensor([1 / 3 + 2.0 * (2 / 3 - 1 / 3)]))
+
+
+def test_inversion_trajectory_holds_every_latent_at_its_timestep():
+    s = NoiseSchedule.linear(1000)
+    c = torch.randn(2, 3, 8, 8)
+    model = lambda x, t, y: c.expand_as(x)  # constant eps: each DDIM step exactly undoes an inversion step
+    x0 = torch.rand(2, 3, 8, 8) * 2 - 1
+    trajectory = ddim_invert(model, s, x0, None, steps=10, return_trajectory=True)
+    assert len(trajectory) == 11 and trajectory[0] is x0
+    assert torch.equal(trajectory[-1], ddim_invert(model, s, x0, None, steps=10))  # the default: x_T only
+    ts = ddim_timesteps(1000, 10)
+    for i in range(1, 11):  # trajectory[i] is at ts[i - 1]: one DDIM step down lands on trajectory[i - 1]
+        down = ddim_step(s, trajectory[i], c, ts[i - 1], ts[i - 2] if i > 1 else -1)
+        torch.testing.assert_close(down, trajectory[i - 1], atol=1e-5, rtol=0)

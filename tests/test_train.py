@@ -77,3 +77,11 @@ def test_two_process_ddp_run_on_cpu_with_gloo(tiny_celeba, tmp_path):
     tensors, _, step = read_checkpoint(tmp_path / "ddp")
     assert step == 6
     assert (tmp_path / "ddp" / "loss.csv").read_text().count("\n") == 3  # header + steps 5, 6: rank 0 only
+
+
+def test_raw_weights_from_an_exported_model_is_a_clear_error():
+    exported = Path(__file__).parents[1] / "checkpoints" / "demo.safetensors"  # EMA weights only
+    with pytest.raises(ValueError, match=r"only EMA weights.*ema=True.*full checkpoint"):
+        load_model(exported, ema=False)
+    model, _, _ = load_model(exported, ema=True)
+    assert not model.training

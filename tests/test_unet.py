@@ -1,4 +1,6 @@
-"""The U-Net: shapes at several sizes, sensitivity to y and to UNKNOWN, and config errors."""
+"""The U-Net: shapes at several sizes, sensitivity to y and to UNKNOWN, config errors, and the demo checkpoint."""
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -42,3 +44,26 @@ def test_attribute_states_marks_unknown():
     labels = torch.tensor([[1.0, 0.0, 1.0]])
     known = torch.tensor([[True, True, False]])
     assert attribute_states(labels, known).tolist() == [[PRESENT, ABSENT, UNKNOWN]]
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_committed_demo_checkpoint_gives_its_recorded_predictions(memory_format):
+    # Recorded from checkpoints/demo.safetensors at commit 14c42e6: a change to the U-Net, e.g. for speed,
+    # must keep the state-dict names and shapes (load_state_dict is strict) and the function it computes.
+    from celebadiff.train import load_model
+    model, config, _ = load_model(Path(__file__).parents[1] / "checkpoints" / "demo.safetensors")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 32, 32, generator=g)
+    t = torch.tensor([0, 250, 500, 999])
+    y = torch.randint(0, 3, (4, len(config.attributes)), generator=g)
+    model = model.to(memory_format=memory_format)
+    with torch.no_grad():
+        eps_hat = model(x.contiguous(memory_format=memory_format), t, y)
+    expected_mean = [0.019495146, 0.012341042, -0.001854390, -0.018389197]
+    expected_std = [1.432960868, 1.138465405, 1.017385244, 1.003601193]
+    expected_centre = [[-0.47782826, -2.40006089, 0.47413191], [-0.06635840, 0.95127082, 0.13015923],
+                       [-0.45568824, -0.74803591, 0.52448636], [-0.16917142, 0.50086337, -0.61374587]]
+    close = {"atol": 1e-4, "rtol": 0}
+    torch.testing.assert_close(eps_hat.mean(dim=(1, 2, 3)), torch.tensor(expected_mean), **close)
+    torch.testing.assert_close(eps_hat.std(dim=(1, 2, 3)), torch.tensor(expected_std), **close)
+    torch.testing.assert_close(eps_hat[:, :, 16, 16], torch.tensor(expected_centre), **close)

@@ -84,7 +84,7 @@ def test_slider_edit_changes_the_face(editor):
     assert editor.result is edited and not editor.busy and not editor.edit_button.disabled
     assert (edited - source).abs().mean() > 0.05
     assert (edited - reconstruction).abs().mean() > 1e-3  # the slider, not just the round trip, changed it
-    assert editor.progress.value == editor.progress.max == 2 * STEPS  # DDIB: inversion + generation
+    assert editor.progress.value == editor.progress.max == 2 * STEPS + 8  # inversion, generation, 4 mask draws x 2
     assert "edited in" in editor.status.value and "Smiling +2.00" in editor.status.value
     assert editor.images["edited"].value != editor.images["source"].value
     heat = np.asarray(Image.open(io.BytesIO(editor.images["difference"].value)))
