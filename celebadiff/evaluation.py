@@ -396,7 +396,7 @@ def _judge_accuracy(oracle, prep, counterfactual, limit=1000):
             "by_attribute": {k: r["accuracy"] for k, r in report.items()}, "counterfactual_success": ceiling}
 
 
-def strength_curve(model, schedule, config, root, strengths=(0, 0.5, 1, 1.5, 2, 3), methods=("ddib", "sdedit"),
+def strength_curve(model, schedule, config, root, strengths=(0, 0.5, 1, 1.5, 2, 3), methods=("ddib-mask", "sdedit"),
                    n=64, oracle=None, split="test", steps=20, t0_fractions=(0.2, 0.35, 0.5, 0.65, 0.8), seed=0,
                    batch_size=64, progress=True):
     """Edit success against preservation as an edit is pushed harder, on the scorecard's faces.

@@ -146,7 +146,8 @@ def test_strength_curve_and_its_figures(tiny):
     schedule = NoiseSchedule.named(config.schedule, config.T)
     curve = ev.strength_curve(model, schedule, config, root, strengths=(0, 1), t0_fractions=(0.3, 0.6), n=6,
                               steps=2, oracle=oracle, progress=False)
-    assert [p["value"] for p in curve["ddib"]["points"]] == [0, 1] and curve["sdedit"]["knob"] == "t0_fraction"
+    assert list(curve) == ["ddib-mask", "sdedit"]  # DDIB as `edit` runs it by default, with the mask
+    assert [p["value"] for p in curve["ddib-mask"]["points"]] == [0, 1] and curve["sdedit"]["knob"] == "t0_fraction"
     assert all(0 <= p["edit_success"] <= 1 and 0 <= p["preservation"] <= 1
                for entry in curve.values() for p in entry["points"])
     assert len(ev.plot_strength_curve(curve).axes[0].lines) == 2
