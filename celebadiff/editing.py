@@ -67,8 +67,10 @@ def set_attributes(y, attribute_names, changes):
     return y
 
 
-def _edit_guidance(model, y_source, y_target, strength, attribute_strength):
-    """eps_edit as a model (see the module docstring), and which faces (B,) bool it changes at all."""
+def _edit_plan(y_source, y_target, strength, attribute_strength):
+    """What an edit asks for: (target states (B, A) or None, attribute strengths as a tensor or None,
+    (B,) bool: the faces it changes at all). eps_edit (module docstring) is then
+    `guided(model, attribute_w=..., target=..., target_w=strength)`."""
     changed = torch.zeros(len(y_source), dtype=torch.bool, device=y_source.device)
     target = None
     if y_target is not None:  # attributes the target leaves UNKNOWN keep their source value
@@ -78,7 +80,7 @@ def _edit_guidance(model, y_source, y_target, strength, attribute_strength):
         attribute_strength = torch.as_tensor(attribute_strength, dtype=torch.float32, device=y_source.device)
         aw = attribute_strength.expand(len(y_source), -1)  # a term moves y only where y is not already there
         changed |= (((aw > 0) & (y_source != PRESENT)) | ((aw < 0) & (y_source != ABSENT))).any(1)
-    return guided(model, attribute_w=attribute_strength, target=target, target_w=strength), changed
+    return target, attribute_strength, changed
 
 
 @torch.no_grad()
@@ -107,7 +109,8 @@ def edit_mask(model, schedule, x0, y_source, y_target=None, strength=1.0, attrib
         raise ValueError(f"threshold={threshold}: give a value in [0, 1), e.g. 0.1 (or None for the map itself)")
     if draws < 1:
         raise ValueError(f"draws={draws}: average at least 1 noise draw, e.g. 4")
-    editor, changed = _edit_guidance(model, y_source, y_target, strength, attribute_strength)
+    target, attribute_w, changed = _edit_plan(y_source, y_target, strength, attribute_strength)
+    editor = guided(model, attribute_w=attribute_w, target=target, target_w=strength)
     t = torch.full((len(x0),), min(round(mask_t * schedule.T), schedule.T - 1), device=x0.device)
     g = torch.Generator(x0.device).manual_seed(seed)
     diff = torch.zeros_like(x0[:, :1])
@@ -155,14 +158,15 @@ def edit(model, schedule, x0, y_source, y_target=None, method="ddib", strength=1
         raise ValueError(f"a mask applies to DDIB only; pass mask=False with method={method!r}")
     if isinstance(mask, torch.Tensor):
         mask = _checked_mask(mask, x0)
-    if mask is True and not _edit_guidance(model, y_source, y_target, strength, attribute_strength)[1].any():
+    target, attribute_w, changed = _edit_plan(y_source, y_target, strength, attribute_strength)
+    if mask is True and not changed.any():
         mask = False  # nothing to change: the plain DDIB edit (the reconstruction), without the mask's cost
     # SDEdit starts on the DDIM timestep nearest below t0 so that no step is skipped or repeated
     below = [t for t in ddim_timesteps(schedule.T, steps) if t <= t0_fraction * schedule.T]
     t_start = below[-1] if below else 0
     total = (2 * steps + (2 * mask_draws if mask is True else 0)) if method == "ddib" else len(below)
     model = _counting(model, callback, total) if callback else model
-    editor, _ = _edit_guidance(model, y_source, y_target, strength, attribute_strength)
+    editor = guided(model, attribute_w=attribute_w, target=target, target_w=strength)
     with torch.no_grad():
         if method == "sdedit":
             g = torch.Generator(x0.device).manual_seed(seed)
