@@ -16,8 +16,8 @@ import torch
 
 from celebadiff import evaluation as ev
 from celebadiff.diffusion import NoiseSchedule
+from celebadiff.models import load_model
 from celebadiff.synthfaces import builtin_dataset
-from celebadiff.train import load_model
 
 KEYS = ("edit_success", "preservation", "psnr_counterfactual", "psnr_source_baseline", "psnr_reconstruction",
         "ssim_reconstruction", "seconds_per_64_edits", "oracle_accuracy", "oracle_counterfactual_accuracy",

@@ -49,7 +49,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from celebadiff.config import preset  # noqa: E402
-from celebadiff.train import build_model  # noqa: E402
+from celebadiff.models import build_model  # noqa: E402
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 SAMPLE_BATCH, MM_N = 64, 1024

@@ -51,7 +51,7 @@ def build_parser():
     synth.add_argument("--seed", type=int, default=0)
 
     train = commands.add_parser("train", help="train the diffusion model")
-    train.add_argument("--data", required=True, help="a CelebA-layout folder")
+    train.add_argument("--data", required=True, action="append", help="a CelebA-layout folder (repeatable)")
     train.add_argument("--preset", default="demo", choices=sorted(cfg.PRESETS))
     train.add_argument("--out", required=True, help="run folder")
     train.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
@@ -63,7 +63,8 @@ def build_parser():
     export.add_argument("--out", required=True, help="output .safetensors file")
 
     edit = commands.add_parser("edit", help="edit the attributes of a face image (or a folder of them)")
-    edit.add_argument("--checkpoint", default="checkpoints", help="run folder, checkpoints/ folder or file")
+    edit.add_argument("--checkpoint", default="celeba64",
+                      help="a committed model (celeba64: real faces; demo: the built-in faces), a run folder or a file")
     edit.add_argument("--image", required=True, help="an image file or a folder of images")
     edit.add_argument("--set", action="append", default=[], metavar="NAME=0|1", help="target attribute, repeatable")
     edit.add_argument("--source", action="append", default=[], metavar="NAME=0|1",
@@ -75,29 +76,34 @@ def build_parser():
                       help="DDIB: regenerate only where the edit acts (DiffEdit's mask; the default for ddib)")
     edit.add_argument("--steps", type=int, default=50)
     edit.add_argument("--seed", type=int, default=0)
-    edit.add_argument("--classifier", default=None, help="attribute classifier run, to read source attributes")
+    edit.add_argument("--classifier", default=None,
+                      help="attribute classifier (name, run or file) that reads the source attributes of a photo "
+                           "(default: the model's committed judge, e.g. celeba64-judge)")
 
     classify = commands.add_parser("classify", help="the attribute classifier").add_subparsers(
         dest="action", required=True)
     ctrain = classify.add_parser("train", help="train the attribute classifier")
-    ctrain.add_argument("--data", required=True)
+    ctrain.add_argument("--data", required=True, action="append", help="a CelebA-layout folder (repeatable)")
     ctrain.add_argument("--out", required=True)
     ctrain.add_argument("--attributes", default=None, help="comma-separated names (default: all 40)")
     ctrain.add_argument("--image-size", type=int, default=32)
     ctrain.add_argument("--steps", type=int, default=2000)
     ctrain.add_argument("--seed", type=int, default=0)
+    ctrain.add_argument("--pos-weight-cap", type=float, default=20.0,
+                        help="largest up-weighting of a rare attribute's positives (1: plain BCE)")
     cevaluate = classify.add_parser("evaluate", help="per-attribute accuracy and balanced accuracy")
-    cevaluate.add_argument("--checkpoint", required=True)
+    cevaluate.add_argument("--checkpoint", required=True, help="a committed judge's name, a run folder or a file")
     cevaluate.add_argument("--data", required=True)
     cevaluate.add_argument("--split", default="test", choices=["train", "valid", "test", "all"])
     cevaluate.add_argument("--out", required=True, help="metrics JSON")
 
     evaluate = commands.add_parser("evaluate", help="the edit scorecard of a checkpoint")
-    evaluate.add_argument("--checkpoint", required=True)
-    evaluate.add_argument("--data", required=True)
+    evaluate.add_argument("--checkpoint", required=True, help="a committed model's name, a run folder or a file")
+    evaluate.add_argument("--data", required=True, action="append", help="a CelebA-layout folder (repeatable)")
     evaluate.add_argument("--split", default="test", choices=["train", "valid", "test"])
     evaluate.add_argument("--out", required=True, help="metrics JSON (a Markdown table goes to stdout)")
-    evaluate.add_argument("--classifier", default=None, help="classifier run (default: train one)")
+    evaluate.add_argument("--classifier", default=None,
+                          help="the judge: a name, run or file (default: the model's own, e.g. celeba64-judge)")
     evaluate.add_argument("--n", type=int, default=512, help="number of faces")
     evaluate.add_argument("--steps", type=int, default=50)
     return parser
@@ -111,7 +117,7 @@ def run(args):
         from .train import train
         train(_config_from(args), args.data, args.out, resume=args.resume, device=args.device)
     elif args.command == "export":
-        from .train import export_ema
+        from .models import export_ema
         print(export_ema(args.checkpoint, args.out))
     elif args.command == "edit":
         from .edit_command import run_edit

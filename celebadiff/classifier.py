@@ -30,8 +30,8 @@ from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from . import synthfaces
-from .data import CelebADataset, frame, to_model_range
-from .train import default_cache_dir
+from .data import CelebADataset, default_cache_dir, frame, to_model_range
+from .models import resolve
 
 FILE = "classifier.safetensors"
 POS_WEIGHT_CAP = 20.0  # rarer classes than 1 in 21 are not up-weighted further
@@ -110,11 +110,14 @@ def _as_float_images(images):
     return to_model_range(images) if images.dtype == torch.uint8 else images.float()
 
 
-def fit(classifier, images, labels, steps, batch_size=128, lr=2e-3, seed=0, progress=True):
+def fit(classifier, images, labels, steps, batch_size=128, lr=2e-3, seed=0, progress=True,
+        pos_weight_cap=POS_WEIGHT_CAP):
     """Train `classifier` in place on in-memory images; returns it in eval mode.
 
     images: (N, 3, S, S) uint8 or float in [-1, 1], S = classifier.image_size; labels: (N, A) 0/1.
-    AdamW with a short warm-up and cosine decay, BCE with `positive_weights`, flips and shifts.
+    AdamW with a short warm-up and cosine decay, BCE with `positive_weights` (capped at
+    `pos_weight_cap`: a low cap trades balanced accuracy on rare attributes for plain accuracy),
+    flips and shifts.
     """
     if images.shape[-1] != classifier.image_size or images.shape[-2] != classifier.image_size:
         raise ValueError(f"images are {tuple(images.shape[-2:])} px but the classifier expects "
@@ -124,7 +127,7 @@ def fit(classifier, images, labels, steps, batch_size=128, lr=2e-3, seed=0, prog
                          f"row of {len(classifier.attribute_names)} labels per image")
     device = next(classifier.parameters()).device
     labels = labels.float()
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=positive_weights(labels).to(device))
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=positive_weights(labels, pos_weight_cap).to(device))
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=5e-4)
     warmup = max(1, min(100, steps // 10))
     schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / max(1, steps)))
@@ -162,11 +165,11 @@ def load_split(data, split, attributes, size):
 
 
 def train_classifier(data, out=None, attributes=None, image_size=32, steps=2000, batch_size=128, lr=2e-3, seed=0,
-                     images=None, labels=None, progress=True):
+                     images=None, labels=None, progress=True, pos_weight_cap=POS_WEIGHT_CAP):
     """Train an attribute classifier on a CelebA-layout folder's train split, or on given tensors.
 
     Args:
-        data: a CelebA-layout folder (ignored when `images` and `labels` are given).
+        data: a CelebA-layout folder or a list of them (ignored when `images` and `labels` are given).
         out: folder to save out/classifier.safetensors in (None: don't save).
         attributes: names to learn (default: every name in the folder); required with tensors, one
             name per label column.
@@ -186,7 +189,7 @@ def train_classifier(data, out=None, attributes=None, image_size=32, steps=2000,
         images = _resize(_as_float_images(images), image_size)
     torch.manual_seed(seed)
     classifier = AttributeClassifier(attributes, image_size).to(images.device)  # given tensors pick the device
-    fit(classifier, images, labels, steps, batch_size, lr, seed, progress)
+    fit(classifier, images, labels, steps, batch_size, lr, seed, progress, pos_weight_cap)
     if out is not None:
         save_classifier(classifier, out)
     return classifier
@@ -206,9 +209,15 @@ def save_classifier(classifier, out):
 
 
 def load_classifier(path, device="cpu"):
-    """Load a saved classifier (a run folder holding classifier.safetensors, or the file), in eval mode."""
+    """Load a saved classifier in eval mode: a committed judge's name (`demo-judge`, `celeba64-judge`),
+    a run folder holding classifier.safetensors, or the file."""
     path = Path(path)
     file = path / FILE if path.is_dir() else path
+    if not file.is_file() and not path.is_dir() and path.suffix != ".safetensors":
+        try:
+            file = resolve(path)
+        except FileNotFoundError:
+            pass
     if not file.is_file():
         raise FileNotFoundError(f"no classifier at {file}; train one with `python -m celebadiff classify train "
                                 f"--data FOLDER --out {path}` (or train_oracle for the built-in faces)")
@@ -363,7 +372,8 @@ def classify_command(args):
     """`python -m celebadiff classify train|evaluate`."""
     if args.action == "train":
         names = [s for s in args.attributes.split(",") if s] if args.attributes else None
-        train_classifier(args.data, args.out, names, args.image_size, args.steps, seed=args.seed)
+        train_classifier(args.data, args.out, names, args.image_size, args.steps, seed=args.seed,
+                         pos_weight_cap=args.pos_weight_cap)
         print(Path(args.out) / FILE)
     elif args.action == "evaluate":
         report = evaluate_classifier(args.checkpoint, args.data, args.split)

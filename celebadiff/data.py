@@ -102,11 +102,15 @@ def read_partition_file(path):
     return partition
 
 
-def load_image(path, size, crop=140):
-    """Read one image and frame it as the DDPM/DDIM papers frame aligned CelebA.
+def default_cache_dir():
+    """Where decoded splits are cached: $CELEBADIFF_CACHE, else ~/.cache/celebadiff."""
+    return Path(os.environ.get("CELEBADIFF_CACHE", Path.home() / ".cache" / "celebadiff"))
 
-    Centre crop of `crop` pixels (at most the image's shorter side), then an antialiased resize to
-    `size`. Returns a (3, size, size) uint8 tensor. A corrupt file raises ValueError naming it.
+
+def load_image(path, size, crop=140):
+    """Read one image and frame it as the DDPM/DDIM papers frame aligned CelebA (see `frame`).
+
+    Returns a (3, size, size) uint8 tensor. A corrupt file raises ValueError naming it.
     """
     try:
         with Image.open(path) as im:
@@ -117,9 +121,26 @@ def load_image(path, size, crop=140):
     return frame(image, size, crop)
 
 
+CELEBA_WIDTH, CELEBA_HEIGHT = 178, 218  # CelebA's aligned frame
+
+
+def crop_side(height, width, crop=140):
+    """Side of the centre crop that frames an image, in its own pixels.
+
+    `crop` is given in pixels of a 178-pixel-wide aligned CelebA image, so on an image of CelebA's
+    aspect (178:218) at any scale it scales with the width: 140 of 178 px is 70 of 89 px. Other
+    images (the built-in square faces) take `crop` pixels, at most their shorter side; None: whole.
+    """
+    if crop is None:
+        return min(height, width)
+    if abs(height * CELEBA_WIDTH - width * CELEBA_HEIGHT) <= CELEBA_WIDTH and width != CELEBA_WIDTH:
+        crop = round(crop * width / CELEBA_WIDTH)
+    return min(crop, height, width)
+
+
 def frame(image, size, crop=140):
-    """Centre crop (at most the shorter side) and resize a (3, H, W) uint8 image to (3, size, size)."""
-    side = min(crop or 10**9, *image.shape[-2:])
+    """Centre crop (`crop_side`) and antialiased resize of a (3, H, W) uint8 image to (3, size, size)."""
+    side = crop_side(*image.shape[-2:], crop)
     image = TF.center_crop(image, [side, side])
     return TF.resize(image, [size, size], antialias=True)
 
@@ -138,11 +159,13 @@ class CelebADataset(Dataset):
     """Aligned CelebA (or any folder in its layout) as (image, labels) pairs.
 
     Args:
-        root: folder holding img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt.
+        root: folder holding img_align_celeba/, list_attr_celeba.txt, list_eval_partition.txt, or a
+            list of such folders read as one data set (each row keeps its own folder; the attribute
+            names must be the same in all).
         split: "train", "valid", "test" or "all".
         attributes: names to return, in this order (default: all 40, file order).
-        size: output side in pixels; crop: centre-crop side before resizing (140 is the standard
-            framing of 178x218 aligned CelebA; images smaller than `crop` are used whole).
+        size: output side in pixels; crop: centre-crop side before resizing, in pixels of a
+            178-wide aligned CelebA image (140 is the standard framing; see `crop_side`).
         cache_dir: if set, the preprocessed split is stored there once as a uint8 safetensors file
             and later epochs (and later runs) skip JPEG decoding.
         skip_bad_images: leave out rows whose image is missing or unreadable, with a warning,
@@ -153,26 +176,43 @@ class CelebADataset(Dataset):
 
     def __init__(self, root, split="train", attributes=None, size=64, crop=140, cache_dir=None,
                  skip_bad_images=False):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"CelebA folder {self.root} not found; {HELP}")
+        roots = [Path(r) for r in ([root] if isinstance(root, (str, os.PathLike)) else root)]
+        if not roots:
+            raise ValueError("no CelebA folder given; pass a folder or a list of folders")
         if split not in (*SPLITS, "all"):
             raise ValueError(f"unknown split {split!r}; choose one of train, valid, test, all")
-        names, files, labels = read_attribute_file(self.root / ATTR_FILE)
-        partition = read_partition_file(self.root / PARTITION_FILE)
-        image_dir = _require(self.root / IMAGE_DIR)
-        self.attribute_names = resolve_attributes(attributes, valid=names)
-        columns = [names.index(a) for a in self.attribute_names]
-        keep = [i for i, f in enumerate(files) if split == "all" or partition.get(f) == SPLITS[split]]
-        if not keep:
-            raise ValueError(f"the {split!r} split of {self.root} is empty: {PARTITION_FILE} assigns no image to it "
-                             f"(0 = train, 1 = valid, 2 = test); choose a split it has")
+        self.roots, self.root = roots, roots[0]
         self.size, self.crop, self.split = size, crop, split
-        self.files = [files[i] for i in keep]
-        self.labels = (labels[keep][:, columns] > 0).float()
-        self.paths = [image_dir / f for f in self.files]
+        self.files, self.paths, rows = [], [], []
+        for r in roots:
+            names, files, labels = self._read_root(r, split)
+            if rows and names != self.names:
+                raise ValueError(f"{r / ATTR_FILE} names other attributes than {roots[0] / ATTR_FILE}; "
+                                 "folders read together need the same attribute columns")
+            self.names = names
+            self.files += files
+            self.paths += [r / IMAGE_DIR / f for f in files]
+            rows.append(labels)
+        if not self.files:
+            where = " and ".join(str(r) for r in roots)
+            raise ValueError(f"the {split!r} split of {where} is empty: {PARTITION_FILE} assigns no image to it "
+                             f"(0 = train, 1 = valid, 2 = test); choose a split it has")
+        self.attribute_names = resolve_attributes(attributes, valid=self.names)
+        columns = [self.names.index(a) for a in self.attribute_names]
+        self.labels = (torch.cat(rows)[:, columns] > 0).float()
         self._check_images(skip_bad_images)
         self.images = self._load_cache(cache_dir) if cache_dir else None
+
+    @staticmethod
+    def _read_root(root, split):
+        """(attribute names, files of the split, (N, 40) +-1 labels) of one folder."""
+        if not root.is_dir():
+            raise FileNotFoundError(f"CelebA folder {root} not found; {HELP}")
+        names, files, labels = read_attribute_file(root / ATTR_FILE)
+        partition = read_partition_file(root / PARTITION_FILE)
+        _require(root / IMAGE_DIR)
+        keep = [i for i, f in enumerate(files) if split == "all" or partition.get(f) == SPLITS[split]]
+        return names, [files[i] for i in keep], labels[keep]
 
     def _check_images(self, skip_bad_images):
         bad = [i for i, p in enumerate(self.paths) if not p.is_file()]
@@ -193,7 +233,8 @@ class CelebADataset(Dataset):
     def _load_cache(self, cache_dir):
         # the key changes when any file is replaced (size, mtime), so a stale cache is never read
         stats = [f"{p.name}:{st.st_size}:{st.st_mtime_ns}" for p in self.paths for st in [p.stat()]]
-        key = hashlib.sha1("\n".join([*stats, str(self.root.resolve())]).encode()).hexdigest()[:12]
+        roots = [str(r.resolve()) for r in self.roots]
+        key = hashlib.sha1("\n".join([*stats, *roots]).encode()).hexdigest()[:12]
         path = Path(cache_dir) / f"{self.split}_{self.size}px_crop{self.crop}_{key}.safetensors"
         if path.exists():
             return load_file(path)["images"]

@@ -112,13 +112,20 @@ def q_posterior(schedule, x0, x_t, t):
     return mean, (1 - alpha_bar_prev) / (1 - alpha_bar) * beta
 
 
-def diffusion_loss(model, schedule, x0, y, generator=None):
+def diffusion_loss(model, schedule, x0, y, generator=None, min_snr_gamma=0.0):
     """L_simple (Ho eq. 14): MSE between the true noise and the model's prediction at a random t.
 
     Args:
         model: callable (x_t, t, y) -> eps_hat. x0: (B, 3, H, W) in [-1, 1]. y: attribute states.
+        min_snr_gamma: if > 0, weight each image's error by min(SNR_t, gamma) / SNR_t (Hang et al.
+            2023, "min-SNR-gamma", written for eps prediction): the near-noiseless steps, whose
+            x0 error is tiny but whose eps error dominates L_simple, stop crowding out the rest.
     """
     t = torch.randint(0, schedule.T, (x0.shape[0],), device=x0.device, generator=generator)
     eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
     eps_hat = model(q_sample(schedule, x0, t, eps), t, y)
-    return F.mse_loss(eps_hat.float(), eps.float())
+    if not min_snr_gamma:
+        return F.mse_loss(eps_hat.float(), eps.float())
+    snr = schedule.snr[t.cpu()].to(x0.device)
+    weight = snr.clamp(max=min_snr_gamma) / snr
+    return (weight.float() * (eps_hat.float() - eps.float()).pow(2).mean((1, 2, 3))).mean()

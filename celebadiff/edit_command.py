@@ -10,7 +10,8 @@ Source attributes, per attribute, first found wins:
     1. `--source NAME=0|1`, given by the user;
     2. the image's row of `list_attr_celeba.txt`, when it lies in the `img_align_celeba/` folder
        of a CelebA-layout root (the built-in face set included);
-    3. `--classifier RUN`: an attribute classifier's prediction (probability > 0.5);
+    3. an attribute classifier's prediction (probability > 0.5): `--classifier`, by default the
+       model's committed judge (`celeba64-judge` for `celeba64`, `demo-judge` for `demo`);
     4. UNKNOWN: the edit then uses per-attribute guidance from "unknown" instead of a flip.
 """
 
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 from . import data
 from .diffusion import NoiseSchedule
 from .editing import edit, set_attributes
-from .train import find_checkpoint, load_model
+from .models import judge_for, load_model, resolve
 from .unet import UNKNOWN
 
 BATCH = 64
@@ -82,7 +83,7 @@ def frame_image(path, config):
         raise ValueError(f"cannot read image {path}: {err}; replace or remove the file") from err
     H, W = image.shape[-2:]
     S = config.image_size
-    if (H, W) == CELEBA_SIZE or H == W:
+    if abs(H * CELEBA_SIZE[1] - W * CELEBA_SIZE[0]) <= CELEBA_SIZE[1] or H == W:  # CelebA's aspect, any scale
         return data.frame(image, S, config.crop), None
     return data.frame(image, S, crop=None), (
         f"{path.name} is {W}x{H}, not an aligned CelebA image (178x218): centre-cropped to {min(H, W)}x{min(H, W)} "
@@ -200,7 +201,7 @@ def run_edit(args):
         raise ValueError("nothing to edit: give at least one --set NAME=0|1, e.g. --set Smiling=1")
     if args.steps < 1:
         raise ValueError(f"--steps {args.steps}: give a positive number of DDIM steps, e.g. 50")
-    checkpoint = find_checkpoint(args.checkpoint)
+    checkpoint = resolve(args.checkpoint)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, config, _ = load_model(checkpoint, device=device)
     names = list(config.attributes)
@@ -216,7 +217,7 @@ def run_edit(args):
         print(f"warning: {w}", file=sys.stderr)
     if len(warnings) > 3:
         print(f"warning: {len(warnings) - 3} more images were not aligned CelebA images", file=sys.stderr)
-    y_source, origin = source_states(paths, images, config, given, args.classifier)
+    y_source, origin = source_states(paths, images, config, given, args.classifier or judge_for(checkpoint))
     y_target = set_attributes(y_source, names, targets)
     unchanged = int((y_target == y_source).all(1).sum())
     if unchanged:

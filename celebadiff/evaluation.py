@@ -34,13 +34,14 @@ from tqdm.auto import tqdm
 
 from . import synthfaces
 from .classifier import accuracy_report, load_classifier, predict, train_oracle
-from .data import CelebADataset, frame, to_model_range
+from .data import CelebADataset, default_cache_dir, frame, to_model_range
 from .diffusion import NoiseSchedule
 from .editing import edit, turned_off_by
-from .train import default_cache_dir, load_model
+from .models import judge_for, load_model
 from .unet import attribute_states
 
-EDITED = ("Smiling", "Eyeglasses", "Male", "Blond_Hair", "Wearing_Hat")
+EDITED = ("Smiling", "Eyeglasses", "Male", "Blond_Hair", "Wearing_Hat")  # the built-in faces' scorecard
+REAL_EDITED = ("Smiling", "Mouth_Slightly_Open", "Eyeglasses", "Male", "Blond_Hair")  # real faces' scorecard
 PSNR_CAP = 100.0  # dB; what psnr() returns for identical images (MSE 0 would give inf)
 ORACLE_DIR = synthfaces.PROJECT / "runs" / "oracle"
 DISTANCE_NOTE = "classifier-feature distances, not Inception FID"
@@ -187,17 +188,22 @@ def counterfactual_images(root, files, attrs, values, size, crop=140):
     return frame(images, size, crop)
 
 
+def is_builtin(root):
+    """Whether a data root (a folder or a list of them) is the built-in face set, which has counterfactuals."""
+    roots = [root] if isinstance(root, (str, Path)) else list(root)
+    return len(roots) == 1 and (Path(roots[0]) / synthfaces.IDENTITY_FILE).is_file()
+
+
 def _prepare(config, root, split, n, oracle, seed):
     """Everything both the scorecard and the strength curve need about the faces to edit."""
     model_names = list(config.attributes)
     names = list(dict.fromkeys([*model_names, *oracle.attribute_names]))
     data = CelebADataset(root, split, attributes=names, size=config.image_size, crop=config.crop,
                          cache_dir=default_cache_dir())
-    if len(data) == 0:
-        raise ValueError(f"the {split} split of {root} is empty; choose another split (e.g. --split valid)")
-    edited = [a for a in EDITED if a in model_names and a in oracle.attribute_names]
+    wanted = EDITED if is_builtin(root) else REAL_EDITED
+    edited = [a for a in wanted if a in model_names and a in oracle.attribute_names]
     if not edited:
-        raise ValueError(f"the model and the judge share none of {', '.join(EDITED)}; train them with those")
+        raise ValueError(f"the model and the judge share none of {', '.join(wanted)}; train them with those")
     rows, attrs, values = choose_edits(data.labels, names, edited, n, seed)
     source = data.labels[torch.from_numpy(rows)]
     target = target_labels(source, names, attrs, values)
@@ -315,7 +321,7 @@ def default_oracle(root=None, progress=True):
     `classifier.train_oracle` (renders with independently drawn attributes) takes minutes once.
     Raises ValueError for a `root` that is not the built-in set: real faces need a classifier trained on them.
     """
-    if root is not None and not (Path(root) / synthfaces.IDENTITY_FILE).is_file():
+    if root is not None and not is_builtin(root):
         raise ValueError(f"{root} is not the built-in face set, so there is no oracle for it; train a judge "
                          f"with `python -m celebadiff classify train --data {root} --out runs/classifier` and "
                          "pass it with --classifier runs/classifier")
@@ -354,7 +360,8 @@ def edit_scorecard(model, schedule, config, dataset_root, split="test", n=512, m
     prep = _prepare(config, dataset_root, split, n, oracle, seed)
     data, x0 = prep["data"], prep["images"]
     counterfactual = None
-    if (Path(dataset_root) / synthfaces.IDENTITY_FILE).is_file():
+    if is_builtin(dataset_root):
+        dataset_root = dataset_root if isinstance(dataset_root, (str, Path)) else dataset_root[0]
         files = [data.files[r] for r in prep["rows"]]
         counterfactual = to_model_range(counterfactual_images(dataset_root, files, prep["attrs"], prep["values"],
                                                               config.image_size, config.crop))
@@ -540,9 +547,11 @@ def evaluate_command(args):
     """`python -m celebadiff evaluate`: the scorecard of a checkpoint as JSON (--out) and a Markdown table."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, config, step = load_model(args.checkpoint, device=device)
-    oracle = load_classifier(args.classifier) if args.classifier else default_oracle(args.data)
+    data = args.data[0] if len(args.data) == 1 else args.data
+    judge_name = args.classifier or judge_for(args.checkpoint)
+    oracle = load_classifier(judge_name) if judge_name else default_oracle(data)
     schedule = NoiseSchedule.named(config.schedule, config.T)
-    metrics = edit_scorecard(model, schedule, config, args.data, split=args.split, n=args.n, steps=args.steps,
+    metrics = edit_scorecard(model, schedule, config, data, split=args.split, n=args.n, steps=args.steps,
                              oracle=oracle.to(device))
     metrics = {"checkpoint": str(args.checkpoint), "step": step, **metrics}
     out = Path(args.out)

@@ -8,7 +8,6 @@ as one that never stopped.
 
 import copy
 import csv
-import json
 import math
 import os
 import time
@@ -17,95 +16,22 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from .config import Config
-from .data import CelebADataset, to_model_range
+from .data import CelebADataset, default_cache_dir, to_model_range
 from .diffusion import NoiseSchedule, diffusion_loss
+from .models import LAST, atomic_save, build_model, prefixed, read_checkpoint
 from .sampling import ddim_sample
-from .unet import UNet, attribute_states
-
-LAST = "last.safetensors"
-
-
-def build_model(config):
-    return UNet(config.channels, config.n_blocks, config.attention, len(config.attributes), config.dropout)
-
-
-def default_cache_dir():
-    return Path(os.environ.get("CELEBADIFF_CACHE", Path.home() / ".cache" / "celebadiff"))
+from .unet import attribute_states
 
 
 def training_set(config, data_dir, split="train"):
-    """The split as an in-memory uint8 dataset (decoded once, then cached on disk)."""
+    """The split as an in-memory uint8 dataset (decoded once, then cached on disk); one folder or a list."""
     return CelebADataset(data_dir, split, attributes=list(config.attributes), size=config.image_size,
                          crop=config.crop, cache_dir=default_cache_dir())
-
-
-# --- checkpoints ------------------------------------------------------------------------------------
-
-def find_checkpoint(path):
-    """A checkpoint file from a file, a run folder, or a `checkpoints/` folder."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    for candidate in (path / LAST, path / "checkpoints" / LAST):
-        if candidate.is_file():
-            return candidate
-    files = sorted(path.glob("*.safetensors")) if path.is_dir() else []
-    if len(files) == 1:
-        return files[0]
-    raise FileNotFoundError(f"no checkpoint at {path}: pass a .safetensors file, a run folder (with "
-                            f"checkpoints/{LAST}) or a folder holding one .safetensors file")
-
-
-def read_checkpoint(path, device="cpu"):
-    """(tensors by name, config, step) from a checkpoint file; nothing is unpickled."""
-    path = find_checkpoint(path)
-    with safe_open(path, framework="pt", device=str(device)) as f:
-        meta = f.metadata() or {}
-        if "config" not in meta:
-            raise ValueError(f"{path} is not a celebadiff checkpoint (no config in its metadata)")
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    return tensors, Config.from_dict(json.loads(meta["config"])), int(meta.get("step", 0))
-
-
-def _prefixed(tensors, prefix):
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-
-def load_model(path, device="cpu", ema=True, expect=None):
-    """Load a model for sampling: (UNet in eval mode, Config, step).
-
-    Uses the EMA weights when the file has them and `ema` is True; `ema=False` asks for the raw
-    training weights, which only a run's full checkpoint holds (an exported model has EMA weights
-    only). With `expect` (a Config), a checkpoint from another model config raises ValueError
-    naming the differing fields.
-    """
-    tensors, config, step = read_checkpoint(path)
-    if expect is not None:
-        expect.check_compatible(config, source=str(path))
-    raw = _prefixed(tensors, "model.")
-    if not ema and not raw:
-        raise ValueError(f"{find_checkpoint(path)} holds only EMA weights (an exported model), no raw training "
-                         f"weights: load it with ema=True, or pass the run folder's full checkpoint "
-                         f"(RUN/checkpoints/{LAST}) for ema=False")
-    weights = (_prefixed(tensors, "ema.") if ema else {}) or raw
-    model = build_model(config)
-    model.load_state_dict({k: v.float() for k, v in weights.items()})
-    return model.to(device).eval(), config, step
-
-
-def _atomic_save(tensors, path, metadata):
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def save_checkpoint(path, config, step, model, ema, optimizer=None, generator=None):
@@ -117,15 +43,7 @@ def save_checkpoint(path, config, step, model, ema, optimizer=None, generator=No
             tensors.update({f"optim.{i}.{k}": torch.as_tensor(v) for k, v in state.items()})
     if generator is not None:
         tensors["rng"] = generator.get_state()
-    _atomic_save(tensors, Path(path), {"config": config.to_json(), "step": str(step)})
-
-
-def export_ema(run, out, half=True):
-    """Write only the EMA weights of a run's last checkpoint (fp16 by default): the shippable model."""
-    tensors, config, step = read_checkpoint(run)
-    ema = {k: v.half() if half and v.is_floating_point() else v for k, v in tensors.items() if k.startswith("ema.")}
-    _atomic_save(ema, Path(out), {"config": config.to_json(), "step": str(step)})
-    return Path(out)
+    atomic_save(tensors, Path(path), {"config": config.to_json(), "step": str(step)})
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -233,7 +151,7 @@ def train(config, data_dir, out_dir, resume=False, device=None, progress=True, s
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
         with autocast:
-            loss = diffusion_loss(net, schedule, x0, y, generator)
+            loss = diffusion_loss(net, schedule, x0, y, generator, config.min_snr_gamma)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -263,8 +181,8 @@ def _restore(path, config, model, ema, optimizer, generator):
         raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without --resume")
     tensors, saved, step = read_checkpoint(path)
     config.check_compatible(saved, source=str(path))
-    model.load_state_dict(_prefixed(tensors, "model."))
-    ema.load_state_dict(_prefixed(tensors, "ema."))
+    model.load_state_dict(prefixed(tensors, "model."))
+    ema.load_state_dict(prefixed(tensors, "ema."))
     state, params = optimizer.state_dict(), list(model.parameters())
     for key, value in tensors.items():
         if key.startswith("optim."):

@@ -28,8 +28,8 @@ from torchvision.transforms.v2 import functional as TF
 from .data import CelebADataset, frame, to_model_range, to_uint8
 from .diffusion import NoiseSchedule
 from .editing import edit
+from .models import load_model
 from .synthfaces import builtin_dataset
-from .train import load_model
 from .unet import UNKNOWN, attribute_states
 
 SCALE = 4  # displayed images are upscaled this many times (nearest neighbour), so 32 px faces are visible

@@ -14,7 +14,8 @@ from celebadiff import edit_command
 from celebadiff.__main__ import main
 from celebadiff.config import preset
 from celebadiff.data import CELEBA_ATTRIBUTES
-from celebadiff.train import build_model, save_checkpoint
+from celebadiff.models import build_model
+from celebadiff.train import save_checkpoint
 from celebadiff.unet import PRESENT, UNKNOWN
 
 NAMES = ("Smiling", "Eyeglasses", "Male")

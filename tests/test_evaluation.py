@@ -18,7 +18,8 @@ from celebadiff.classifier import save_classifier, train_classifier, train_oracl
 from celebadiff.config import preset
 from celebadiff.data import CelebADataset
 from celebadiff.diffusion import NoiseSchedule
-from celebadiff.train import build_model, save_checkpoint
+from celebadiff.models import build_model
+from celebadiff.train import save_checkpoint
 
 TOP_KEYS = ("edit_success", "preservation", "psnr_counterfactual", "psnr_source_baseline", "psnr_reconstruction",
             "ssim_reconstruction", "seconds_per_64_edits", "oracle_accuracy", "oracle_counterfactual_accuracy",

@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from celebadiff.config import preset
-from celebadiff.train import load_model, read_checkpoint, train
+from celebadiff.models import load_model, read_checkpoint
+from celebadiff.train import train
 
 
 def test_overfitting_eight_images_drives_the_loss_down(tmp_path):

@@ -50,7 +50,7 @@ def test_attribute_states_marks_unknown():
 def test_committed_demo_checkpoint_gives_its_recorded_predictions(memory_format):
     # Recorded from checkpoints/demo.safetensors at commit 14c42e6: a change to the U-Net, e.g. for speed,
     # must keep the state-dict names and shapes (load_state_dict is strict) and the function it computes.
-    from celebadiff.train import load_model
+    from celebadiff.models import load_model
     model, config, _ = load_model(Path(__file__).parents[1] / "checkpoints" / "demo.safetensors")
     g = torch.Generator().manual_seed(0)
     x = torch.randn(4, 3, 32, 32, generator=g)

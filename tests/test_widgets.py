@@ -14,7 +14,7 @@ from celebadiff import widgets as editor_module
 from celebadiff.config import preset
 from celebadiff.data import CelebADataset
 from celebadiff.diffusion import NoiseSchedule
-from celebadiff.train import build_model
+from celebadiff.models import build_model
 from celebadiff.unet import UNKNOWN
 from celebadiff.widgets import AttributeEditor
 
