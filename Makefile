@@ -3,6 +3,9 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 PY := .venv/bin/python
 DATA := data/synthfaces
+# real CelebA: the 4,560 + 9,723 train faces of the two shared folders (never copied into the project)
+CELEBA := ../shared/celeba-sample
+CELEBA_HALF := ../shared/celeba-halfres
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # glibc returns freed activation buffers to the OS after every step unless these are raised;
 # that made batch-64 CPU training steps over 2x slower (see the README's performance notes).
@@ -15,7 +18,7 @@ export STRIP_INJECTED := import json, sys; nb = json.load(open(sys.argv[1])); \
   nb["cells"] = [c for c in nb["cells"] if "injected-parameters" not in c["metadata"].get("tags", [])]; \
   json.dump(nb, open(sys.argv[2], "w"), indent=1, ensure_ascii=False)
 
-.PHONY: figures test test-ui lint train-demo data bench clean
+.PHONY: figures test test-ui lint train-demo train-celeba demo-judge data bench clean
 
 # (Re)create the environment when it is missing or pyproject.toml is newer than the install.
 .venv/.installed: pyproject.toml
@@ -58,6 +61,21 @@ train-demo: .venv/.installed data
 	$(PY) -m celebadiff export --checkpoint runs/demo --out checkpoints/demo.safetensors
 	cp runs/demo/config.json checkpoints/demo.json
 	cp runs/demo/loss.csv checkpoints/loss.csv
+
+# Reproduce the committed real-face model and its judge from the two shared folders (about 2 h on 2 CPU cores).
+train-celeba: .venv/.installed
+	$(PY) -m celebadiff train --data $(CELEBA) --data $(CELEBA_HALF) --preset celeba64 --out runs/celeba64 \
+	  $$(test -f runs/celeba64/checkpoints/last.safetensors && echo --resume)
+	$(PY) -m celebadiff export --checkpoint runs/celeba64 --out checkpoints/celeba64.safetensors
+	cp runs/celeba64/loss.csv checkpoints/celeba64-loss.csv
+	$(PY) -m celebadiff classify train --data $(CELEBA) --data $(CELEBA_HALF) --out runs/celeba64-judge \
+	  --image-size 64 --steps 2500 --pos-weight-cap 3
+	cp runs/celeba64-judge/classifier.safetensors checkpoints/celeba64-judge.safetensors
+
+# Reproduce the committed judge of the built-in faces (the oracle; about 4 minutes).
+demo-judge: .venv/.installed
+	$(PY) -c "from celebadiff.classifier import train_oracle; train_oracle('runs/demo-judge')"
+	cp runs/demo-judge/classifier.safetensors checkpoints/demo-judge.safetensors
 
 bench: .venv/.installed data
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) "$$b"; done

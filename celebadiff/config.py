@@ -36,6 +36,8 @@ class Config:
     weight_decay: float = 0.0  # AdamW weight decay
     grad_clip: float = 1.0  # max gradient norm
     min_snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (Hang et al. 2023); 0: plain L_simple
+    contrastive_weight: float = 0.0  # weight of the term making y explain eps better than flipped y; 0: off
+    contrastive_margin: float = 0.1  # that term's margin m: err(flipped y) must reach (1 + m) err(y)
     ema_decay: float = 0.999  # EMA of the weights, used for sampling
     p_uncond: float = 0.1  # probability that a whole y is set UNKNOWN (classifier-free guidance)
     p_drop_attribute: float = 0.1  # probability that each attribute alone is set UNKNOWN

@@ -125,7 +125,7 @@ CELEBA_WIDTH, CELEBA_HEIGHT = 178, 218  # CelebA's aligned frame
 
 
 def crop_side(height, width, crop=140):
-    """Side of the centre crop that frames an image, in its own pixels.
+    """Side of the centre crop that frames an image, in its own pixels (a float where it scales).
 
     `crop` is given in pixels of a 178-pixel-wide aligned CelebA image, so on an image of CelebA's
     aspect (178:218) at any scale it scales with the width: 140 of 178 px is 70 of 89 px. Other
@@ -134,15 +134,26 @@ def crop_side(height, width, crop=140):
     if crop is None:
         return min(height, width)
     if abs(height * CELEBA_WIDTH - width * CELEBA_HEIGHT) <= CELEBA_WIDTH and width != CELEBA_WIDTH:
-        crop = round(crop * width / CELEBA_WIDTH)
+        crop = crop * width / CELEBA_WIDTH
     return min(crop, height, width)
 
 
 def frame(image, size, crop=140):
-    """Centre crop (`crop_side`) and antialiased resize of a (3, H, W) uint8 image to (3, size, size)."""
-    side = crop_side(*image.shape[-2:], crop)
-    image = TF.center_crop(image, [side, side])
-    return TF.resize(image, [size, size], antialias=True)
+    """Centre crop (`crop_side`) and antialiased resize of (3, H, W) or (N, 3, H, W) uint8 to side `size`.
+
+    Where the crop's corner falls between pixels (the 70 px centre of a 109 px high image starts at
+    row 19.5), the box is resampled at its exact sub-pixel place (PIL's resize with a box), so a
+    half-size CelebA image frames like its original instead of half a pixel off.
+    """
+    H, W = image.shape[-2:]
+    side = crop_side(H, W, crop)
+    top, left = (H - side) / 2, (W - side) / 2
+    if side == int(side) and top == int(top) and left == int(left):
+        image = TF.center_crop(image, [int(side), int(side)])
+        return TF.resize(image, [size, size], antialias=True)
+    box = (left, top, left + side, top + side)
+    resize = lambda im: TF.pil_to_tensor(TF.to_pil_image(im).resize((size, size), Image.BILINEAR, box=box))
+    return resize(image) if image.dim() == 3 else torch.stack([resize(im) for im in image])
 
 
 def to_model_range(images):
@@ -235,7 +246,8 @@ class CelebADataset(Dataset):
         stats = [f"{p.name}:{st.st_size}:{st.st_mtime_ns}" for p in self.paths for st in [p.stat()]]
         roots = [str(r.resolve()) for r in self.roots]
         key = hashlib.sha1("\n".join([*stats, *roots]).encode()).hexdigest()[:12]
-        path = Path(cache_dir) / f"{self.split}_{self.size}px_crop{self.crop}_{key}.safetensors"
+        # v2: sub-pixel framing of half-size images (`frame`); caches made before it are not read
+        path = Path(cache_dir) / f"{self.split}_{self.size}px_crop{self.crop}_v2_{key}.safetensors"
         if path.exists():
             return load_file(path)["images"]
         images = torch.stack([load_image(p, self.size, self.crop) for p in self.paths])

@@ -21,6 +21,15 @@ inversion's latent at the same step (x0 itself after the last step), so outside 
 given back exactly: the source's pixels, not its DDIM reconstruction. On 64 built-in test faces this
 raised PSNR against the exact counterfactual from 26.3 to 30.0 dB at equal edit success.
 
+Region-wise editing (`edit_regions`) changes several attributes at once, each with its own strength
+s_k and only inside its own region M_k (its own DiffEdit mask, or one the user gives):
+
+    eps_regions = eps(x_t | y_source) + sum_k s_k M_k (eps(x_t | y_k) - eps(x_t | y_source))
+
+with y_k the source with change k alone applied; the generation is DDIB's, pasting the inversion's
+latents outside the union of the regions as DiffEdit does, so a smile and glasses asked together
+each stay in their own place.
+
 SDEdit (Meng et al. 2022), the baseline: noise x0 to step t0 = t0_fraction * T, then DDIM down
 from there with the same eps_edit.
 """
@@ -181,6 +190,87 @@ def edit(model, schedule, x0, y_source, y_target=None, method="ddib", strength=1
                              threshold=mask_threshold, draws=mask_draws, seed=seed)
         trajectory = ddim_invert(model, schedule, x0, y_source, steps=steps, progress=progress, return_trajectory=True)
         return _masked_ddim(editor, schedule, trajectory, mask, y_source, steps, progress)
+
+
+@torch.no_grad()
+def edit_regions(model, schedule, x0, y_source, changes, attribute_names=None, steps=50, mask_t=0.5,
+                 mask_threshold=0.1, mask_draws=4, seed=0, callback=None, progress=False):
+    """Edit several attributes at once, each only inside its own region and with its own strength (DDIB).
+
+    Inverts x0 once under y_source, then runs DDIM down under eps_regions (module docstring) and after
+    every step sets x = M x + (1 - M) (the inversion's latent there), M = max_k M_k, as `edit` does with
+    one mask. Where regions overlap their terms add up, as signed strengths do in `guided`. With one
+    change whose region is its DiffEdit mask this is `edit(..., mask=True)`; a face whose regions are all
+    empty gets the DDIM reconstruction.
+
+    Args:
+        model, schedule, x0 (B, 3, H, W) in [-1, 1], y_source (B, A) long states: as for `edit`.
+        changes: a list of (attribute, value, strength, region) tuples. attribute: a name from
+            `attribute_names` or an index into y; value: 0 or 1 (a hair colour set to 1 turns the other
+            hair colours off, as in `set_attributes`); strength: as `edit`'s, a float or (B,), default 1.0;
+            region: (B or 1, 1, H, W) in [0, 1], 1 where this change may act, or None (default) for the
+            DiffEdit mask of this change alone (`edit_mask(..., mask_t, mask_threshold, mask_draws, seed)`).
+            strength and region may be left off.
+        attribute_names: the names y is made of (config.attributes); needed to name attributes.
+        steps: DDIM steps for inversion and for generation each.
+        callback: called as callback(done, total) after every model evaluation.
+    Returns:
+        (B, 3, H, W) edited faces, float, about [-1, 1]; outside every region exactly x0 (a face with no
+        region at all: its DDIM reconstruction, as `edit` gives a face with nothing to change).
+    """
+    if not changes:
+        raise ValueError("changes is empty; give at least one, e.g. [('Smiling', 1, 1.0, None)]")
+    plan = [_region_change(change, y_source, attribute_names, x0) for change in changes]
+    total = 2 * steps + 2 * mask_draws * sum(region is None for _, _, region in plan)
+    model = _counting(model, callback, total) if callback else model
+    targets, regions, coefs = [], [], []
+    for target, strength, region in plan:
+        if region is None:
+            region = edit_mask(model, schedule, x0, y_source, target, strength, mask_t=mask_t,
+                               threshold=mask_threshold, draws=mask_draws, seed=seed)
+        if region.any():  # an empty region adds no term: no model evaluations for it
+            targets.append(target)
+            regions.append(region.expand(len(x0), -1, -1, -1))
+            coefs.append(torch.as_tensor(strength, dtype=x0.dtype, device=x0.device).reshape(-1, 1, 1, 1) * regions[-1])
+    union = torch.stack(regions).amax(0) if regions else torch.zeros_like(x0[:, :1])
+    trajectory = ddim_invert(model, schedule, x0, y_source, steps=steps, progress=progress, return_trajectory=True)
+    return _masked_ddim(_region_guided(model, targets, coefs), schedule, trajectory, union, y_source, steps, progress)
+
+
+def _region_change(change, y_source, attribute_names, x0):
+    """One `edit_regions` change as (target states (B, A), strength, region or None)."""
+    if not isinstance(change, (tuple, list)) or not 2 <= len(change) <= 4:
+        raise ValueError(f"a change is (attribute, value, strength, region), strength and region optional, e.g. "
+                         f"('Smiling', 1, 1.5, None); got {change!r}")
+    attribute, value, strength, region = (*change, *(1.0, None)[len(change) - 2:])
+    A = y_source.shape[1]
+    names = [str(a) for a in range(A)] if attribute_names is None else list(attribute_names)
+    if len(names) != A:
+        raise ValueError(f"attribute_names has {len(names)} names but y_source has {A} attributes; "
+                         "pass the model's own config.attributes")
+    if isinstance(attribute, str) and attribute_names is None:
+        raise ValueError(f"change {attribute!r}: pass attribute_names (the model's config.attributes) to name "
+                         "attributes, or give the attribute's index in y")
+    if not isinstance(attribute, str):
+        if not 0 <= int(attribute) < A:
+            raise ValueError(f"attribute index {attribute} is out of range: y has {A} attributes, 0 .. {A - 1}")
+        attribute = names[int(attribute)]
+    target = set_attributes(y_source, names, {attribute: value})
+    return target, strength, None if region is None else _checked_mask(region, x0)
+
+
+def _region_guided(model, targets, coefs):
+    """eps(y) + sum_k c_k (eps(targets[k]) - eps(y)) in one batched call: `guided`'s target term, with a
+    weight c_k (B, 1, H, W) per pixel. No targets: `model` itself."""
+    if not targets:
+        return model
+
+    def eps(x_t, t, y):
+        V = 1 + len(targets)
+        out = model(x_t.repeat(V, 1, 1, 1), t.repeat(V), torch.cat([y, *targets])).reshape(V, *x_t.shape)
+        c = torch.stack(coefs).to(out.dtype)  # (V - 1, B, 1, H, W)
+        return out[0] * (1 - c.sum(0)) + (c * out[1:]).sum(0)
+    return eps
 
 
 def _checked_mask(mask, x0):

@@ -37,7 +37,7 @@ from .classifier import accuracy_report, load_classifier, predict, train_oracle
 from .data import CelebADataset, default_cache_dir, frame, to_model_range
 from .diffusion import NoiseSchedule
 from .editing import edit, turned_off_by
-from .models import judge_for, load_model
+from .models import CHECKPOINTS, judge_for, load_model
 from .unet import attribute_states
 
 EDITED = ("Smiling", "Eyeglasses", "Male", "Blond_Hair", "Wearing_Hat")  # the built-in faces' scorecard
@@ -316,15 +316,18 @@ def _reference_rows(prep, seed):
 # --- the scorecard ----------------------------------------------------------------------------------
 
 def default_oracle(root=None, progress=True):
-    """The judge of the built-in faces: runs/oracle/classifier.safetensors, trained there on first use.
+    """The judge of the built-in faces: the committed `demo-judge` (`make demo-judge`).
 
-    `classifier.train_oracle` (renders with independently drawn attributes) takes minutes once.
-    Raises ValueError for a `root` that is not the built-in set: real faces need a classifier trained on them.
+    Without it (a checkout that deleted it), `classifier.train_oracle` trains one into runs/oracle
+    (minutes, once). Raises ValueError for a `root` that is not the built-in set: real faces need a
+    classifier trained on them (the committed `celeba64-judge`).
     """
     if root is not None and not is_builtin(root):
         raise ValueError(f"{root} is not the built-in face set, so there is no oracle for it; train a judge "
                          f"with `python -m celebadiff classify train --data {root} --out runs/classifier` and "
-                         "pass it with --classifier runs/classifier")
+                         "pass it with --classifier runs/classifier (for real CelebA: --classifier celeba64-judge)")
+    if (CHECKPOINTS / "demo-judge.safetensors").is_file():
+        return load_classifier(CHECKPOINTS / "demo-judge.safetensors")
     if (ORACLE_DIR / "classifier.safetensors").is_file():
         return load_classifier(ORACLE_DIR)
     return train_oracle(ORACLE_DIR, progress=progress)

@@ -151,7 +151,8 @@ def train(config, data_dir, out_dir, resume=False, device=None, progress=True, s
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
         with autocast:
-            loss = diffusion_loss(net, schedule, x0, y, generator, config.min_snr_gamma)
+            loss = diffusion_loss(net, schedule, x0, y, generator, config.min_snr_gamma, config.contrastive_weight,
+                                  config.contrastive_margin)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

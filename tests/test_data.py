@@ -9,7 +9,7 @@ from conftest import write_celeba
 from PIL import Image
 
 from celebadiff import data
-from celebadiff.data import CELEBA_ATTRIBUTES, CelebADataset, load_image, to_model_range, to_uint8
+from celebadiff.data import CELEBA_ATTRIBUTES, CelebADataset, crop_side, load_image, to_model_range, to_uint8
 
 SAMPLE_POSITIVES = {  # (train, valid), as listed in the sample's README
     "Smiling": (2139, 338), "Mouth_Slightly_Open": (2210, 325), "Male": (1351, 219),
@@ -284,3 +284,53 @@ def test_real_sample_image(celeba_sample):
     assert image.min() >= -1 and image.max() <= 1 and image.std() > 0.1
     with Image.open(ds.paths[0]) as im:
         assert im.size == (178, 218)  # aligned CelebA, so the standard 140 crop applies
+
+
+# ----------------------------------------------------------------------------- framing at any scale, several roots
+@pytest.mark.parametrize("height, width, crop, side", [
+    (218, 178, 140, 140), (109, 89, 140, 70), (436, 356, 140, 280),  # CelebA's aspect: the crop scales with width
+    (64, 64, 140, 64), (120, 100, 140, 100), (60, 48, 140, 48),  # other shapes: at most the shorter side
+    (218, 178, None, 178)])
+def test_crop_side_scales_with_the_width_of_a_celeba_frame(height, width, crop, side):
+    assert crop_side(height, width, crop) == side
+
+
+def test_a_half_size_celeba_image_frames_like_the_full_one(tmp_path):
+    # the halfres set's case: the 70 px centre of an 89x109 image is the 140 px centre of its 178x218 original
+    rng = np.random.default_rng(1)
+    full = Image.fromarray(rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)).resize((178, 218), Image.BICUBIC)
+    full.save(tmp_path / "full.png")
+    full.resize((89, 109), Image.BICUBIC, reducing_gap=None).save(tmp_path / "half.png")
+    a, b = load_image(tmp_path / "full.png", 64), load_image(tmp_path / "half.png", 64)
+    assert psnr(a, b) >= 30
+
+
+def test_real_image_and_its_2x_downscale_frame_to_the_same_face(celeba_sample, tmp_path):
+    path = sorted((celeba_sample / "img_align_celeba").glob("*.jpg"))[0]
+    with Image.open(path) as im:
+        im.resize((89, 109), Image.BICUBIC).save(tmp_path / "half.png")
+    assert psnr(load_image(path, 64), load_image(tmp_path / "half.png", 64)) >= 30
+
+
+def test_several_roots_read_as_one_data_set(tmp_path):
+    a = write_celeba(tmp_path / "a", n=6, partition=[0, 0, 0, 0, 1, 1])
+    b = write_celeba(tmp_path / "b", n=5, partition=[0] * 5, size=(89, 109), seed=1)
+    both = CelebADataset([a, b], "train", attributes=["Smiling", "Male"], size=16, cache_dir=tmp_path / "cache")
+    assert len(both) == 4 + 5 and both.images.shape == (9, 3, 16, 16)
+    assert both.paths[0].parent.parent == a and both.paths[-1].parent.parent == b  # each row keeps its root
+    alone = CelebADataset(b, "train", attributes=["Smiling", "Male"], size=16)
+    torch.testing.assert_close(both.labels[4:], alone.labels)
+    torch.testing.assert_close(both.image_uint8(8), alone.image_uint8(4))
+    assert len(CelebADataset([a, b], "valid", size=16)) == 2  # b has no valid rows: only a's
+
+
+def test_several_roots_with_no_row_in_the_split(tmp_path):
+    a = write_celeba(tmp_path / "a", n=5, partition=[0] * 5)
+    b = write_celeba(tmp_path / "b", n=5, partition=[0] * 5)
+    with pytest.raises(ValueError, match="'valid' split of .*a and .*b is empty"):
+        CelebADataset([a, b], "valid")
+
+
+def psnr(a, b):
+    mse = (a.float() - b.float()).pow(2).mean()
+    return float(10 * torch.log10(255**2 / mse))

@@ -1,11 +1,12 @@
-"""Editing on a tiny model: shapes, determinism, strength 0 = reconstruction, multi-attribute and signed strengths."""
+"""Editing on a tiny model: shapes, determinism, strength 0 = reconstruction, multi-attribute and signed strengths;
+region-wise edits on the tiny model and on an analytic one."""
 
 import pytest
 import torch
 
 from celebadiff.diffusion import NoiseSchedule
-from celebadiff.editing import edit, edit_mask, set_attributes
-from celebadiff.sampling import ddim_invert, ddim_sample
+from celebadiff.editing import edit, edit_mask, edit_regions, set_attributes
+from celebadiff.sampling import ddim_invert, ddim_sample, ddim_timesteps
 from celebadiff.unet import ABSENT, PRESENT, UNKNOWN, UNet
 
 NAMES = ("Smiling", "Eyeglasses", "Male")
@@ -182,3 +183,96 @@ def test_bad_mask_errors(setup):
                            ({"draws": 0}, "draws=0")):
         with pytest.raises(ValueError, match=needle):
             edit_mask(model, s, x0, y, y, **kwargs)
+
+
+# --- region-wise edits --------------------------------------------------------------------------------
+
+def test_one_change_in_its_own_diffedit_mask_is_the_masked_edit(setup):
+    model, s, x0, y = setup
+    target = set_attributes(y, NAMES, {"Eyeglasses": 1})
+    masked = edit(model, s, x0, y, target, strength=1.5, steps=10, mask=True)
+    torch.testing.assert_close(edit_regions(model, s, x0, y, [("Eyeglasses", 1, 1.5)], NAMES, steps=10), masked)
+    mask = edit_mask(model, s, x0, y, target, strength=1.5)
+    torch.testing.assert_close(edit_regions(model, s, x0, y, [(1, 1, 1.5, mask)], steps=10), masked)
+
+
+def test_empty_regions_give_exactly_the_reconstruction(setup):
+    model, s, x0, y = setup
+    recon = ddim_sample(model, s, ddim_invert(model, s, x0, y, steps=10), y, steps=10)
+    empty = torch.zeros(1, 1, 16, 16)
+    calls = []
+    out = edit_regions(model, s, x0, y, [("Eyeglasses", 1, 2.0, empty), ("Male", 0, 1.0, empty)], NAMES, steps=10,
+                       callback=lambda done, total: calls.append((done, total)))
+    assert torch.equal(out, recon) and calls[-1] == (20, 20)  # no mask draws: the regions were given
+
+
+def test_outside_every_region_the_face_is_kept(setup):
+    model, s, x0, y = setup
+    left, right = torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16)
+    left[..., :5], right[..., 11:] = 1, 1
+    out = edit_regions(model, s, x0, y, [("Eyeglasses", 1, 2.0, left), ("Male", 0, 2.0, right)], NAMES, steps=10)
+    assert torch.equal(out[..., 5:11], x0[..., 5:11])  # DiffEdit's rule: the inversion's latents down to x0
+    assert not torch.allclose(out[..., :5], x0[..., :5]) and not torch.allclose(out[..., 11:], x0[..., 11:])
+
+
+def _analytic_model():
+    """eps(x_t, t, y) = sum over PRESENT attributes of a fixed pattern: smiling acts on the bottom rows
+    only, eyeglasses on the top rows, male everywhere."""
+    patterns = torch.zeros(3, 3, 16, 16)
+    patterns[0, :, 10:] = torch.tensor([0.3, -0.2, 0.1])[:, None, None]
+    patterns[1, :, :5] = -0.4
+    patterns[2] = 0.2
+    return lambda x_t, t, y: torch.einsum("ba,achw->bchw", (y == PRESENT).to(x_t.dtype), patterns)
+
+
+def test_each_change_acts_only_in_its_own_region_with_its_own_strength():
+    # with an eps that does not depend on x_t, DDIM keeps x0_hat fixed: inverting under eps_s and
+    # regenerating under eps_e gives x0 + sqrt((1 - alpha_bar) / alpha_bar) (eps_s - eps_e), alpha_bar at
+    # the top DDIM step, wherever the region is 1 (and x0 itself elsewhere)
+    model, s, steps = _analytic_model(), NoiseSchedule.linear(100), 10
+    x0 = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    y = torch.tensor([[ABSENT, ABSENT, PRESENT], [ABSENT, PRESENT, ABSENT]])  # face 1 already wears glasses
+    ab = s.alpha_bar[ddim_timesteps(s.T, steps)[-1]].float()
+    shift = lambda y_edit, strength: -strength * ((1 - ab) / ab).sqrt() * (model(x0, None, y_edit) - model(x0, None, y))
+    smile, glasses = set_attributes(y, NAMES, {"Smiling": 1}), set_attributes(y, NAMES, {"Eyeglasses": 1})
+    expected = x0.clone()
+    expected[..., 10:, :] += shift(smile, 2.0)[..., 10:, :]
+    expected[0, :, :5] += shift(glasses, 0.5)[0, :, :5]
+    # their own DiffEdit masks: the rows each pattern covers (none for face 1's glasses)
+    out = edit_regions(model, s, x0, y, [("Smiling", 1, 2.0), ("Eyeglasses", 1, 0.5)], NAMES, steps=steps)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-6)  # values reach about 50: float32 rounding
+    # given regions, swapped: now each change may act only where its pattern does not reach, so nothing changes
+    bottom, top = torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16)
+    bottom[..., 10:, :], top[..., :5, :] = 1, 1
+    swapped = edit_regions(model, s, x0, y, [("Smiling", 1, 2.0, top), ("Eyeglasses", 1, 0.5, bottom)], NAMES,
+                           steps=steps)
+    torch.testing.assert_close(swapped, x0, atol=1e-5, rtol=1e-6)
+    # a change that acts everywhere (Male) but is given the top rows changes the top rows only
+    male = edit_regions(model, s, x0, y, [("Male", 0, 1.0, top), ("Smiling", 1, 2.0, bottom)], NAMES, steps=steps)
+    expected = x0.clone()
+    expected[..., 10:, :] += shift(smile, 2.0)[..., 10:, :]
+    expected[..., :5, :] += shift(set_attributes(y, NAMES, {"Male": 0}), 1.0)[..., :5, :]
+    torch.testing.assert_close(male, expected, atol=1e-5, rtol=1e-6)
+
+
+def test_region_edit_counts_the_mask_draws(setup):
+    model, s, x0, y = setup
+    calls = []
+    edit_regions(model, s, x0, y, [("Smiling", 1), ("Eyeglasses", 1, 1.0, torch.ones(1, 1, 16, 16))], NAMES,
+                 steps=10, mask_draws=3, callback=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (26, 26) and len(calls) == 26  # 3 draws x 2 for Smiling's mask + 10 + 10
+
+
+def test_bad_region_edit_errors(setup):
+    model, s, x0, y = setup
+    for changes, kwargs, needle in (
+            ([], {}, "changes is empty"),
+            ([("Smiling", 1)], {}, "pass attribute_names"),
+            ([("Smile", 1)], {"attribute_names": NAMES}, "did you mean 'Smiling'"),
+            ([(3, 1)], {}, "index 3 is out of range"),
+            ([("Smiling",)], {"attribute_names": NAMES}, "a change is"),
+            ([(0, 2)], {}, "must be 0 or 1"),
+            ([(0, 1)], {"attribute_names": NAMES[:2]}, "has 2 names but y_source has 3"),
+            ([(0, 1, 1.0, torch.ones(2, 1, 8, 8))], {}, r"give one of shape \(2, 1, 16, 16\)")):
+        with pytest.raises(ValueError, match=needle):
+            edit_regions(model, s, x0, y, changes, steps=2, **kwargs)

@@ -26,6 +26,16 @@ def test_overfitting_eight_images_drives_the_loss_down(tmp_path):
     assert losses[-1] < losses[0] / 10, losses
 
 
+def test_training_with_the_contrastive_term_and_min_snr_drives_the_loss_down(tmp_path):
+    from conftest import write_celeba
+    data = write_celeba(tmp_path / "d", n=12, size=(32, 32))
+    config = preset("smoke", batch_size=8, steps=300, lr=3e-3, warmup=20, log_every=25, hflip=False,
+                    contrastive_weight=1.0, min_snr_gamma=5.0, sample_every=10_000, checkpoint_every=10_000)
+    run = train(config, data, tmp_path / "run", progress=False)
+    losses = [float(line.split(",")[1]) for line in (run / "loss.csv").read_text().splitlines()[1:]]
+    assert losses[-1] < losses[0] / 5, losses
+
+
 def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tiny_celeba, tmp_path):
     config = preset("smoke", steps=12, checkpoint_every=4)
     train(config, tiny_celeba, tmp_path / "straight", progress=False)
