@@ -274,14 +274,26 @@ def _macro(cells):
     return float(np.mean(values)) if values else None
 
 
-def score(oracle, edited, prep, counterfactual=None, reference=None):
+def identity_scores(edited, source, crop):
+    """Is an edit still the same person: dlib's face-recognition distance to the source (real faces).
+
+    Returns {"identity_distance": mean distance, "identity_same": fraction under identity.THRESHOLD (0.6)}.
+    """
+    from .identity import THRESHOLD, identity_distance  # dlib: only real faces are scored this way
+
+    distance = identity_distance(edited.cpu(), source.cpu(), crop)
+    return {"identity_distance": float(distance.mean()), "identity_same": float((distance < THRESHOLD).float().mean())}
+
+
+def score(oracle, edited, prep, counterfactual=None, reference=None, crop=None):
     """The metrics of one set of edits (M, 3, H, W) in [-1, 1]: judged, and against the counterfactual.
 
     Returns a dict: edit_success and preservation (means over attribute x direction cells),
     success_by_attribute ({attribute: {"on", "off"}}), and when given the counterfactual (M, 3, H, W):
     psnr_counterfactual, ssim_counterfactual, change_outside_edit (mean |edit - source| over the pixels
     the counterfactual leaves unchanged); with reference real features (K, F): the Frechet and kernel
-    distances of the edits' judge features to them.
+    distances of the edits' judge features to them; with `crop` (the loader's crop of real faces):
+    `identity_scores` against the source.
     """
     success, preservation = judge(oracle, edited, prep)
     cells = _by_cell(prep, success)
@@ -297,6 +309,8 @@ def score(oracle, edited, prep, counterfactual=None, reference=None):
         feats = classifier_features(oracle, edited)
         out.update(frechet_classifier_distance=frechet_distance(feats, reference),
                    kernel_classifier_distance=kernel_distance(feats, reference))
+    if crop is not None:
+        out.update(identity_scores(edited, prep["images"], crop))
     return out
 
 
@@ -369,16 +383,18 @@ def edit_scorecard(model, schedule, config, dataset_root, split="test", n=512, m
         counterfactual = to_model_range(counterfactual_images(dataset_root, files, prep["attrs"], prep["values"],
                                                               config.image_size, config.crop))
     reference = classifier_features(oracle, to_model_range(data.images[_reference_rows(prep, seed)]))
+    crop = None if counterfactual is not None else config.crop  # identity distances: real faces only
     out = {"methods": {}}
     for method in methods:
         edited, seconds = run_edits(model, schedule, x0, prep["y_source"], prep["y_target"], method, strength, steps,
                                     t0_fraction, seed, batch_size, progress, **(edit_options or {}))
-        out["methods"][method] = {**score(oracle, edited, prep, counterfactual, reference),
+        out["methods"][method] = {**score(oracle, edited, prep, counterfactual, reference, crop),
                                   "seconds_per_64_edits": seconds}
     out["baseline"] = score(oracle, x0, prep, counterfactual, reference)
     recon, _ = run_edits(model, schedule, x0, prep["y_source"], prep["y_target"], "ddib", 0.0, steps,
                          seed=seed, batch_size=batch_size, progress=progress)
-    out["reconstruction"] = {"psnr": float(psnr(recon, x0).mean()), "ssim": float(ssim(recon, x0).mean())}
+    out["reconstruction"] = {"psnr": float(psnr(recon, x0).mean()), "ssim": float(ssim(recon, x0).mean()),
+                             **(identity_scores(recon, x0, crop) if crop is not None else {})}
     out["oracle"] = _judge_accuracy(oracle, prep, counterfactual)
     main = out["methods"][methods[0]] if methods else {}
     top = {key: main.get(key) for key in ("edit_success", "preservation", "psnr_counterfactual")}
@@ -489,6 +505,8 @@ _ROWS = (("edit success (judge)", "edit_success", ".3f"), ("preservation (judge)
          ("mean abs change outside the edit", "change_outside_edit", ".4f"),
          ("Frechet classifier distance", "frechet_classifier_distance", ".3f"),
          ("kernel classifier distance", "kernel_classifier_distance", ".4f"),
+         ("identity distance to the source (dlib), mean", "identity_distance", ".3f"),
+         ("same person (dlib distance < 0.6)", "identity_same", ".3f"),
          ("seconds per 64 edits", "seconds_per_64_edits", ".1f"))
 
 
@@ -501,9 +519,13 @@ def markdown_table(metrics):
     columns = {METHOD_NAMES.get(m, m): v for m, v in metrics["methods"].items()}
     columns["source unchanged"] = metrics["baseline"]
     recon = {k: metrics[k] for k in ("psnr_reconstruction", "ssim_reconstruction")}  # DDIB's columns only
+    recon.update({f"{k}_reconstruction": metrics["reconstruction"][k] for k in ("identity_distance", "identity_same")
+                  if k in metrics.get("reconstruction", {})})
     ddib_columns = (METHOD_NAMES["ddib"], METHOD_NAMES["ddib-mask"])  # at s = 0 the mask is empty: the same
     rows = [*_ROWS, ("DDIB reconstruction PSNR (s=0), dB", "psnr_reconstruction", ".2f"),
-            ("DDIB reconstruction SSIM (s=0)", "ssim_reconstruction", ".3f")]
+            ("DDIB reconstruction SSIM (s=0)", "ssim_reconstruction", ".3f"),
+            ("DDIB reconstruction identity distance (s=0)", "identity_distance_reconstruction", ".3f"),
+            ("DDIB reconstruction same person (s=0)", "identity_same_reconstruction", ".3f")]
     lines = ["| metric | " + " | ".join(columns) + " | target |", "|---" * (len(columns) + 2) + "|"]
     for label, key, fmt in rows:
         values = [recon[key] if key in recon and name in ddib_columns else col.get(key)
@@ -554,8 +576,12 @@ def evaluate_command(args):
     judge_name = args.classifier or judge_for(args.checkpoint)
     oracle = load_classifier(judge_name) if judge_name else default_oracle(data)
     schedule = NoiseSchedule.named(config.schedule, config.T)
+    methods = tuple(m for m in args.methods.split(",") if m)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"--methods {args.methods!r}: choose among {', '.join(METHODS)}, comma-separated")
     metrics = edit_scorecard(model, schedule, config, data, split=args.split, n=args.n, steps=args.steps,
-                             oracle=oracle.to(device))
+                             oracle=oracle.to(device), methods=methods, strength=args.strength)
     metrics = {"checkpoint": str(args.checkpoint), "step": step, **metrics}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

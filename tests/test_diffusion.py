@@ -170,3 +170,18 @@ def test_the_exact_denoiser_of_data_set_by_y_pays_no_contrastive_term():
     g = torch.Generator().manual_seed(0)
     assert diffusion_loss(blind, s, render(y), y, g, contrastive_weight=10.0) > diffusion_loss(
         blind, s, render(y), y, torch.Generator().manual_seed(0))
+
+
+def test_min_snr_weighting_matches_its_formula_and_diffusers_snr():
+    # Hang et al. 2023 for eps prediction: each image's squared error times min(SNR_t, gamma) / SNR_t
+    from diffusers.training_utils import compute_snr
+    s, x0 = NoiseSchedule.linear(1000), torch.rand(6, 3, 8, 8) * 2 - 1
+    y = torch.zeros(6, 2, dtype=torch.long)
+    model = lambda x_t, t, y: 0.5 * x_t
+    loss = diffusion_loss(model, s, x0, y, torch.Generator().manual_seed(1), min_snr_gamma=5.0)
+    g = torch.Generator().manual_seed(1)
+    t, eps = torch.randint(0, 1000, (6,), generator=g), torch.randn(x0.shape, generator=g)
+    snr = compute_snr(DDPMScheduler(num_train_timesteps=1000), t).double()
+    torch.testing.assert_close(snr, s.snr[t], rtol=1e-4, atol=0)
+    err = (model(q_sample(s, x0, t, eps), t, y) - eps).pow(2).mean((1, 2, 3))
+    torch.testing.assert_close(loss, (err * (snr.clamp(max=5.0) / snr).float()).mean())

@@ -184,6 +184,10 @@ def test_scorecard_on_real_faces_has_no_counterfactual_metrics(tiny_celeba, tmp_
     assert m["psnr_counterfactual"] is None and m["oracle_counterfactual_accuracy"] is None
     assert 0 <= m["edit_success"] <= 1 and math.isfinite(m["frechet_classifier_distance"])
     assert "PSNR vs counterfactual" not in ev.markdown_table(m)
+    # "the same person": dlib's distance to the source, per method and for the reconstruction
+    for entry in (m["methods"]["ddib-mask"], m["methods"]["sdedit"], m["reconstruction"]):
+        assert entry["identity_distance"] >= 0 and 0 <= entry["identity_same"] <= 1
+    assert "same person (dlib distance < 0.6)" in ev.markdown_table(m)
     # without a judge, the command says how to make one
     save_checkpoint(tmp_path / "model.safetensors", config, 1, model, copy.deepcopy(model))
     assert main(["evaluate", "--checkpoint", str(tmp_path / "model.safetensors"), "--data", str(tiny_celeba),
