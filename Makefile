@@ -69,7 +69,7 @@ train-celeba: .venv/.installed
 	$(PY) -m celebadiff export --checkpoint runs/celeba64 --out checkpoints/celeba64.safetensors
 	cp runs/celeba64/loss.csv checkpoints/celeba64-loss.csv
 	$(PY) -m celebadiff classify train --data $(CELEBA) --data $(CELEBA_HALF) --out runs/celeba64-judge \
-	  --image-size 64 --steps 2000 --pos-weight-cap 3
+	  --image-size 64 --steps 2000 --pos-weight-cap 1
 	cp runs/celeba64-judge/classifier.safetensors checkpoints/celeba64-judge.safetensors
 
 # Reproduce the committed judge of the built-in faces (the oracle; about 4 minutes).
