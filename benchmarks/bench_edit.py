@@ -2,7 +2,7 @@
 editor), DDIB without it and SDEdit on the same test faces, side by side with the trivial baseline (the
 source returned unchanged), and the judge's own accuracy.
 
-    python benchmarks/bench_edit.py [--checkpoint checkpoints] [--n 512] [--steps 50] [--quick]
+    python benchmarks/bench_edit.py [--checkpoint demo] [--n 512] [--steps 50] [--quick]
         [--methods ddib-mask,ddib,sdedit] [--mask-t 0.5] [--mask-threshold 0.1]
 
 --quick (for development) edits 64 faces with 10 DDIM steps. The targets are printed next to the
@@ -27,7 +27,7 @@ PER_METHOD = ("edit_success", "preservation", "psnr_counterfactual", "change_out
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default="checkpoints", help="run folder, checkpoints/ folder or file")
+    parser.add_argument("--checkpoint", default="demo", help="a committed model's name, a run folder or a file")
     parser.add_argument("--data", default=None, help="default: the built-in face set (data/synthfaces)")
     parser.add_argument("--n", type=int, default=512, help="faces to edit")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (inversion and generation each)")
