@@ -62,14 +62,19 @@ def build_parser():
     export.add_argument("--checkpoint", required=True, help="run folder or checkpoint file")
     export.add_argument("--out", required=True, help="output .safetensors file")
 
-    edit = commands.add_parser("edit", help="edit the attributes of a face image (or a folder of them)")
+    edit = commands.add_parser("edit", help="edit the face of a photo (or of a folder of them); writes the whole photo")
     edit.add_argument("--checkpoint", default="celeba64",
                       help="a committed model (celeba64: real faces; demo: the built-in faces), a run folder or a file")
-    edit.add_argument("--image", required=True, help="an image file or a folder of images")
+    edit.add_argument("--image", required=True, help="a photo with a face, or a folder of them")
     edit.add_argument("--set", action="append", default=[], metavar="NAME=0|1", help="target attribute, repeatable")
     edit.add_argument("--source", action="append", default=[], metavar="NAME=0|1",
                       help="the source image's attributes, when it is not a dataset image")
-    edit.add_argument("--out", required=True, help="output image (or folder, for a folder in)")
+    edit.add_argument("--out", required=True, help="output image (or folder, for a folder in): the photo at its size")
+    edit.add_argument("--face-out", default=None, metavar="FILE|DIR",
+                      help="also write the aligned source, the model's reconstruction and the edit side by side")
+    edit.add_argument("--all-faces", action="store_true", help="edit every face of a photo, not only the largest")
+    edit.add_argument("--aligned", action="store_true",
+                      help="the images are already framed like the training data: skip face detection")
     edit.add_argument("--strength", type=float, default=1.0)
     edit.add_argument("--method", default="ddib", choices=["ddib", "sdedit"])
     edit.add_argument("--mask", action=argparse.BooleanOptionalAction, default=None,
@@ -79,6 +84,10 @@ def build_parser():
     edit.add_argument("--classifier", default=None,
                       help="attribute classifier (name, run or file) that reads the source attributes of a photo "
                            "(default: the model's committed judge, e.g. celeba64-judge)")
+
+    align = commands.add_parser("align", help="write photos' faces aligned like CelebA (178x218)")
+    align.add_argument("--image", required=True, help="a photo with a face, or a folder of them")
+    align.add_argument("--out", required=True, help="output image (or folder, for a folder in)")
 
     classify = commands.add_parser("classify", help="the attribute classifier").add_subparsers(
         dest="action", required=True)
@@ -106,6 +115,9 @@ def build_parser():
                           help="the judge: a name, run or file (default: the model's own, e.g. celeba64-judge)")
     evaluate.add_argument("--n", type=int, default=512, help="number of faces")
     evaluate.add_argument("--steps", type=int, default=50)
+    evaluate.add_argument("--methods", default="ddib-mask,sdedit",
+                          help="comma-separated editors to score: ddib-mask (edit's default), ddib, sdedit")
+    evaluate.add_argument("--strength", type=float, default=1.0)
     return parser
 
 
@@ -122,6 +134,9 @@ def run(args):
     elif args.command == "edit":
         from .edit_command import run_edit
         run_edit(args)
+    elif args.command == "align":
+        from .edit_command import run_align
+        run_align(args)
     elif args.command == "classify":
         from .classifier import classify_command
         classify_command(args)

@@ -1,37 +1,44 @@
-"""`python -m celebadiff edit`: edit the attributes of one face image or a folder of them.
+"""`python -m celebadiff edit` and `align`: edit the faces of photos (a file or a folder), or align them.
 
-    python -m celebadiff edit --image face.png --set Smiling=1 --set Eyeglasses=0 --out edited.png
+    python -m celebadiff edit --image photo.jpg --set Smiling=1 --out photo_smiling.jpg [--face-out face.png]
+    python -m celebadiff align --image photos/ --out aligned/
 
-Everything is checked before the first edit (checkpoint, every image, every attribute name and
-value, the output path), and each output is written atomically, so a failed run leaves nothing
-half-written. The editing itself is `celebadiff.editing.edit`, the same call the notebooks make.
+`edit` writes the whole photo at its own size with its face edited: the face is found (MTCNN), aligned
+like CelebA, edited at the model's resolution, and only the change is pasted back (`celebadiff.photo`,
+the same calls the editor and notebook 09 make). An aligned CelebA image (178x218, or CelebA's aspect at
+any scale), an image of a CelebA-layout folder (the built-in faces) or any image with --aligned is framed
+exactly as the training loader frames it, without detection. Of several faces the largest is edited
+(--all-faces: all). `align` writes each photo's largest face in CelebA's aligned 178x218 frame.
+
+Everything is checked before the first edit (checkpoint, every image and its face, every attribute name
+and value, the output paths), and each output is written atomically, so a failed run leaves nothing
+half-written.
 
 Source attributes, per attribute, first found wins:
     1. `--source NAME=0|1`, given by the user;
     2. the image's row of `list_attr_celeba.txt`, when it lies in the `img_align_celeba/` folder
        of a CelebA-layout root (the built-in face set included);
-    3. an attribute classifier's prediction (probability > 0.5): `--classifier`, by default the
-       model's committed judge (`celeba64-judge` for `celeba64`, `demo-judge` for `demo`);
+    3. an attribute classifier's prediction on the aligned face (probability > 0.5): `--classifier`, by
+       default the model's committed judge (`celeba64-judge` for `celeba64`, `demo-judge` for `demo`);
     4. UNKNOWN: the edit then uses per-attribute guidance from "unknown" instead of a flip.
 """
 
-import os
 import sys
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
-from torchvision.transforms.v2 import functional as TF
+from PIL import Image
 from tqdm.auto import tqdm
 
 from . import data
 from .diffusion import NoiseSchedule
-from .editing import edit, set_attributes
+from .editing import set_attributes
+from .faces import align, detect, refine
 from .models import judge_for, load_model, resolve
+from .photo import Photo, edit_faces, frame_faces, is_celeba_frame, paste_faces, read_photo, write_photo
 from .unet import UNKNOWN
 
-BATCH = 64
-CELEBA_SIZE = (218, 178)  # (H, W) of an aligned CelebA image
+BATCH = 64  # faces edited together
 
 
 def parse_pairs(pairs, flag, valid, checkpoint=""):
@@ -67,27 +74,6 @@ def image_paths(image):
     if not files:
         raise ValueError(f"--image {path}: no image files in this folder (looked for .png, .jpg, ...)")
     return files
-
-
-def frame_image(path, config):
-    """Read one image at the model's resolution: (3, S, S) uint8, and a warning text or None.
-
-    Aligned CelebA (178x218) and square images are framed exactly as the training loader frames
-    them (`data.load_image`: centre crop of config.crop pixels, at most the shorter side, then an
-    antialiased resize); any other image is centre-cropped to its largest square and resized.
-    """
-    try:
-        with Image.open(path) as im:
-            image = TF.pil_to_tensor(im.convert("RGB"))  # (3, H, W) uint8
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"cannot read image {path}: {err}; replace or remove the file") from err
-    H, W = image.shape[-2:]
-    S = config.image_size
-    if abs(H * CELEBA_SIZE[1] - W * CELEBA_SIZE[0]) <= CELEBA_SIZE[1] or H == W:  # CelebA's aspect, any scale
-        return data.frame(image, S, config.crop), None
-    return data.frame(image, S, crop=None), (
-        f"{path.name} is {W}x{H}, not an aligned CelebA image (178x218): centre-cropped to {min(H, W)}x{min(H, W)} "
-        f"and resized to {S}x{S}; align faces like CelebA for best results")
 
 
 class _DatasetRows:
@@ -157,42 +143,71 @@ def _fill_from_classifier(y, images, names, run):
     return y
 
 
-def output_paths(paths, image, out):
-    """One output path per input; ValueError for a clash with an input or between outputs."""
+def output_paths(paths, image, out, flag="--out", keep_names=False):
+    """One output path per input; ValueError for an unknown format or a clash with an input or between outputs.
+
+    A folder of inputs gives OUT/NAME.png per image (keep_names: OUT/NAME.EXT, the input's own name).
+    """
     out = Path(out)
     if Path(image).is_file():
         if out.is_dir():
-            raise ValueError(f"--out {out} is a folder; for one --image give an output file such as edited.png")
+            raise ValueError(f"{flag} {out} is a folder; for one --image give an output file such as edited.png")
         targets = [out]
     else:
         if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out} is a file; for a folder --image give an output folder")
+            raise ValueError(f"{flag} {out} is a file; for a folder --image give an output folder")
         if out.resolve() == Path(image).resolve():
-            raise ValueError(f"--out {out} is the input folder; choose another folder so inputs are not overwritten")
-        targets = [out / (p.stem + ".png") for p in paths]
-    fmt = Image.registered_extensions().get(targets[0].suffix.lower())
-    if fmt is None or fmt not in Image.SAVE:
-        raise ValueError(f"--out {targets[0]}: cannot tell the image format from {targets[0].suffix!r}; "
-                         "end the name in .png (lossless) or .jpg")
+            raise ValueError(f"{flag} {out} is the input folder; choose another folder so inputs are not overwritten")
+        targets = [out / (p.name if keep_names else p.stem + ".png") for p in paths]
     inputs = {p.resolve() for p in paths}
     seen = {}
     for p, t in zip(paths, targets):
+        fmt = Image.registered_extensions().get(t.suffix.lower())
+        if fmt is None or fmt not in Image.SAVE:
+            raise ValueError(f"{flag} {t}: cannot tell the image format from {t.suffix!r}; "
+                             "end the name in .png (lossless) or .jpg")
         if t.resolve() in inputs:
-            raise ValueError(f"--out {t} would overwrite the input image; choose another name")
+            raise ValueError(f"{flag} {t} would overwrite the input image; choose another name")
         if t in seen:
             raise ValueError(f"{seen[t].name} and {p.name} would both be written to {t}; rename one of them")
         seen[t] = p
-    return targets, fmt
+    return targets
 
 
-def save_atomic(image, path, fmt):
-    """Write a (3, H, W) uint8 image via a temporary file in the same folder and os.replace."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        Image.fromarray(image.permute(1, 2, 0).cpu().numpy()).save(tmp, format=fmt)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _located(paths, config, args, rows):
+    """Pass 1, before anything is written: every image read and its faces framed, [(path, [FaceCrop])].
+
+    Raises ValueError naming the image for an unreadable file, no face, or a face too small to edit."""
+    located, notes = [], []
+    for path in paths:
+        photo = read_photo(path)
+        aligned = args.aligned or is_celeba_frame(*photo.size) or rows.row(path) is not None
+        crops, note = frame_faces(photo.rgb, config.image_size, config.crop, name=path.name, aligned=aligned,
+                                  all_faces=args.all_faces)
+        located.append((path, crops))
+        notes += [note] if note else []
+    for note in notes[:3]:
+        print(f"note: {note}", file=sys.stderr)
+    if len(notes) > 3:
+        print(f"note: {len(notes) - 3} more images had several faces", file=sys.stderr)
+    return located
+
+
+def _groups(located):
+    """Consecutive images whose faces add up to about BATCH: [(first, last + 1)]."""
+    groups, start, count = [], 0, 0
+    for i, (_, crops) in enumerate(located):
+        count += len(crops)
+        if count >= BATCH or i == len(located) - 1:
+            groups.append((start, i + 1))
+            start, count = i + 1, 0
+    return groups
+
+
+def _face_strip(x0, reconstruction, edited):
+    """(3, n S, 3 S) uint8: per face a row of the aligned source, the reconstruction and the edit."""
+    rows = [torch.cat([x, data.to_uint8(r), data.to_uint8(e)], 2) for x, r, e in zip(x0, reconstruction, edited)]
+    return torch.cat(rows, 1)
 
 
 def run_edit(args):
@@ -207,39 +222,80 @@ def run_edit(args):
     names = list(config.attributes)
     targets = parse_pairs(args.set, "--set", names, checkpoint)
     given = parse_pairs(args.source, "--source", names, checkpoint)
+    if args.method != "ddib" and args.mask:
+        raise ValueError(f"a mask applies to DDIB only; leave out --mask with --method {args.method}")
 
     paths = image_paths(args.image)
-    outputs, fmt = output_paths(paths, args.image, args.out)
-    framed = [frame_image(p, config) for p in paths]
-    images = torch.stack([image for image, _ in framed])  # (N, 3, S, S) uint8
-    warnings = [w for _, w in framed if w]
-    for w in warnings[:3]:
-        print(f"warning: {w}", file=sys.stderr)
-    if len(warnings) > 3:
-        print(f"warning: {len(warnings) - 3} more images were not aligned CelebA images", file=sys.stderr)
-    y_source, origin = source_states(paths, images, config, given, args.classifier or judge_for(checkpoint))
+    outputs = output_paths(paths, args.image, args.out)
+    strips = output_paths(paths, args.image, args.face_out, "--face-out") if args.face_out else None
+    if strips and set(strips) & set(outputs):
+        raise ValueError(f"--face-out {args.face_out} would overwrite the edited photos of --out {args.out}; "
+                         "give it another name")
+    rows = _DatasetRows()
+    located = _located(paths, config, args, rows)
+    face_paths = [path for path, crops in located for _ in crops]
+    x0 = torch.stack([c.x0 for _, crops in located for c in crops])  # (N faces, 3, S, S) uint8
+    y_source, origin = source_states(face_paths, x0, config, given, args.classifier or judge_for(checkpoint))
     y_target = set_attributes(y_source, names, targets)
     unchanged = int((y_target == y_source).all(1).sum())
     if unchanged:
-        print(f"warning: {unchanged} of {len(paths)} images already have {', '.join(args.set)}: their output is "
-              "the DDIM reconstruction", file=sys.stderr)
+        print(f"warning: {unchanged} of {len(face_paths)} faces already have {', '.join(args.set)}: their output is "
+              "the photo unchanged", file=sys.stderr)
 
     schedule = NoiseSchedule.named(config.schedule, config.T)
-    outputs[0].parent.mkdir(parents=True, exist_ok=True)
+    for target in outputs[:1] + (strips or [])[:1]:
+        target.parent.mkdir(parents=True, exist_ok=True)
     # disable=None: a bar on a terminal only, none in logs; none for a single image
     bar = tqdm(total=len(paths), desc="edit", unit="image", disable=True if len(paths) == 1 else None)
-    for s in range(0, len(paths), BATCH):
-        x0 = data.to_model_range(images[s:s + BATCH]).to(device)
-        edited = edit(model, schedule, x0, y_source[s:s + BATCH].to(device), y_target[s:s + BATCH].to(device),
-                      method=args.method, strength=args.strength, steps=args.steps, seed=args.seed, mask=args.mask)
-        for image, path in zip(data.to_uint8(edited), outputs[s:s + BATCH]):
-            save_atomic(image, path, fmt)
-        bar.update(len(x0))
+    face = 0
+    for first, last in _groups(located):
+        n = sum(len(crops) for _, crops in located[first:last])
+        faces = slice(face, face + n)
+        result = edit_faces(model, schedule, data.to_model_range(x0[faces]).to(device), y_source[faces].to(device),
+                            y_target[faces].to(device), method=args.method, strength=args.strength, steps=args.steps,
+                            seed=args.seed, mask=args.mask)
+        k = 0
+        for (path, crops), i in zip(located[first:last], range(first, last)):
+            part = slice(k, k + len(crops))
+            picked = result.select(part)
+            write_photo(paste_faces(read_photo(path), crops, picked), outputs[i])
+            if strips:
+                strip = _face_strip(x0[faces][part], picked.reconstruction, picked.edited)
+                write_photo(Photo(strip), strips[i])
+            k += len(crops)
+        face += n
+        bar.update(last - first)
     bar.close()
 
     change = ", ".join(f"{k}={v}" for k, v in targets.items())
     if len(paths) == 1:
-        print(f"wrote {outputs[0]} ({change}; source attributes: {origin[0]}; {args.method}, strength {args.strength})")
+        boxes = "; ".join(f"face at {', '.join(str(round(v)) for v in c.box)}" for c in located[0][1]
+                          if c.score is not None) or "aligned image, no detection"
+        print(f"wrote {outputs[0]} ({change}; {boxes}; source attributes: {origin[0]}; {args.method}, "
+              f"strength {args.strength})")
     else:
-        print(f"wrote {len(outputs)} images to {Path(args.out)} ({change}; {args.method}, strength {args.strength})")
+        print(f"wrote {len(outputs)} images to {Path(args.out)} ({len(face_paths)} faces; {change}; {args.method}, "
+              f"strength {args.strength})")
+    return outputs + (strips or [])
+
+
+def run_align(args):
+    """The `align` command: each image's largest face in CelebA's aligned 178x218 frame. Returns the paths written."""
+    paths = image_paths(args.image)
+    outputs = output_paths(paths, args.image, args.out, keep_names=True)
+    aligned = []
+    for path in paths:  # every face found before anything is written
+        rgb = read_photo(path).rgb
+        found = detect(rgb)
+        if not found:
+            raise ValueError(f"no face found in {path.name} ({rgb.shape[2]}x{rgb.shape[1]}): give a photo with a "
+                             "frontal face")
+        if len(found) > 1:
+            print(f"note: {path.name} has {len(found)} faces: aligned the largest", file=sys.stderr)
+        aligned.append((path, refine(rgb, found[0].landmarks)))
+    outputs[0].parent.mkdir(parents=True, exist_ok=True)
+    for (path, landmarks), out in zip(aligned, outputs):
+        face, _ = align(read_photo(path).rgb, landmarks)
+        write_photo(Photo(face), out)
+    print(f"wrote {outputs[0]}" if len(outputs) == 1 else f"wrote {len(outputs)} aligned faces to {Path(args.out)}")
     return outputs

@@ -1,12 +1,15 @@
-"""An interactive attribute editor for Jupyter (ipywidgets): pick a face, move signed sliders, press Edit.
+"""An interactive attribute editor for Jupyter (ipywidgets): pick a face or upload a photo, move signed sliders,
+press Edit.
 
-    source face (test image by index or thumbnail, or an upload)
+    source face (test image by index or thumbnail, or an uploaded photo: its largest face, found and aligned)
         + one slider per attribute, -3 "remove" .. 0 "keep" .. +3 "add"
-        --> celebadiff.editing.edit(..., attribute_strength=slider values)   (in a background thread)
+        --> celebadiff.photo.edit_faces(..., attribute_strength=slider values)   (in a background thread)
         --> source | edited | |edited - source| heat map, and the classifier's reading of the result
+        --> for a photo: the photo before (with the face's box) and after (the edit pasted back)
 
-The widget only wires controls to `editing.edit`; every piece of editing logic lives there, so the
-notebook, the CLI and this editor give the same result for the same settings.
+The widget only wires controls to `photo.edit_faces` (which is `editing.edit` keeping each face's DDIM
+inversion), so the notebook, the CLI and this editor give the same result for the same settings; moving
+a slider and pressing Edit again reuses the face's inversion and reconstruction.
 
     editor = AttributeEditor.from_checkpoint("checkpoints")
     editor            # the last expression of a cell displays it
@@ -23,12 +26,11 @@ import matplotlib
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms.v2 import functional as TF
 
-from .data import CelebADataset, frame, to_model_range, to_uint8
+from .data import CelebADataset, to_model_range, to_uint8
 from .diffusion import NoiseSchedule
-from .editing import edit
 from .models import load_model
+from .photo import InversionCache, draw_boxes, edit_faces, frame_faces, is_celeba_frame, paste_faces, read_photo
 from .synthfaces import builtin_dataset
 from .unet import UNKNOWN, attribute_states
 
@@ -36,13 +38,19 @@ SCALE = 4  # displayed images are upscaled this many times (nearest neighbour), 
 DIFF_GAIN = 4  # |edited - source| is amplified this much in the difference image
 THUMBNAILS = 8  # faces in the thumbnail strip
 STRENGTH = 3.0  # slider range: -STRENGTH (remove) .. +STRENGTH (add)
+PHOTO_SIDE = 320  # an uploaded photo is shown at most this large
 
 
-def png(image, scale=SCALE):
-    """(3, H, W) uint8 or (H, W, 3) uint8 array -> PNG bytes, upscaled `scale` times (nearest)."""
+def png(image, scale=SCALE, fit=None):
+    """(3, H, W) uint8 or (H, W, 3) uint8 array -> PNG bytes, upscaled `scale` times (nearest), or with
+    `fit` resized (antialiased) so that its longer side is `fit` pixels."""
     array = image.permute(1, 2, 0).cpu().numpy() if torch.is_tensor(image) else np.asarray(image)
     picture = Image.fromarray(array)
-    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    if fit:
+        k = fit / max(picture.size)
+        picture = picture.resize((max(1, round(picture.width * k)), max(1, round(picture.height * k))), Image.LANCZOS)
+    else:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -57,17 +65,14 @@ def difference_heat(source, edited, gain=DIFF_GAIN):
     return (matplotlib.colormaps["inferno"](change.cpu().numpy())[..., :3] * 255).astype(np.uint8)
 
 
-def read_upload(content, size, crop):
-    """Bytes of an uploaded image -> (3, size, size) uint8, framed like the data set (`data.frame`).
+def read_upload(content, name, size, crop):
+    """Bytes of an uploaded photo -> (Photo, its largest face as a FaceCrop), or ValueError saying what is wrong.
 
-    Raises ValueError naming the problem when the bytes are not an image PIL can read.
+    An image of CelebA's aligned aspect is framed as the loader frames it; any other is searched for faces.
     """
-    try:
-        with Image.open(io.BytesIO(bytes(content))) as im:
-            image = TF.pil_to_tensor(im.convert("RGB"))
-    except Exception as err:  # PIL raises several types for bad files (UnidentifiedImageError, OSError, ...)
-        raise ValueError(f"cannot read the uploaded file as an image ({err}); upload a PNG or JPEG face") from err
-    return frame(image, size, crop)
+    photo = read_photo(io.BytesIO(bytes(content)), name=name)
+    crops, _ = frame_faces(photo.rgb, size, crop, name=name, aligned=is_celeba_frame(*photo.size))
+    return photo, crops[0]
 
 
 class AttributeEditor:
@@ -82,7 +87,8 @@ class AttributeEditor:
         steps: the initial DDIM steps (25: a few seconds per edit for the 32 px demo model on a CPU).
 
     For tests and scripts: `run_edit()` edits synchronously with the current settings and returns the
-    (1, 3, H, W) result; `busy`, `status` (HTML), `result`, `sliders` {name: FloatSlider}, `edit_button`.
+    (1, 3, H, W) result; `busy`, `status` (HTML), `result`, `sliders` {name: FloatSlider}, `edit_button`;
+    after an edit of an uploaded photo, `pasted` is the whole photo edited (a `photo.Photo`).
     """
 
     def __init__(self, model, schedule, config, dataset, classifier=None, steps=25):
@@ -101,6 +107,8 @@ class AttributeEditor:
         self._lock, self._thread = threading.Lock(), None
         self._source = self._source_states = None
         self._uploaded = False
+        self._photo = self._crop = self.pasted = None  # an uploaded photo, its face, the photo edited
+        self._cache = InversionCache()
         self._build(steps)
         self._show_dataset_face()
 
@@ -127,7 +135,7 @@ class AttributeEditor:
         wide = {"description_width": "150px"}
         self.index = widgets.IntSlider(0, min=0, max=len(self.dataset) - 1, description=f"{self.dataset.split} image",
                                        style=wide, continuous_update=False)
-        self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload a face")
+        self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload a photo")
         self.thumbnails = [widgets.Image(format="png", width=48, height=48) for _ in range(THUMBNAILS)]
         self.picks = [widgets.Button(layout=widgets.Layout(width="56px")) for _ in range(THUMBNAILS)]
         self.page_buttons = [widgets.Button(description=s, layout=widgets.Layout(width="36px")) for s in "<>"]
@@ -148,6 +156,13 @@ class AttributeEditor:
         for key, image in self.images.items():
             image.add_class(f"celebadiff-{key}")  # a handle for the browser test
         self.reading = widgets.HTML("")
+        self.photos = {k: widgets.Image(format="png") for k in ("photo", "photo_edited")}
+        for key, image in self.photos.items():
+            image.add_class(f"celebadiff-{key}")
+        self.photo_row = widgets.HBox([widgets.VBox([widgets.HTML(f"<center>{caption}</center>"), self.photos[k]])
+                                       for k, caption in (("photo", "your photo (the face found)"),
+                                                          ("photo_edited", "edited, pasted back"))])
+        self.photo_row.layout.display = "none"
 
         self.index.observe(lambda _: self._show_dataset_face(), names="value")
         self.upload.observe(self._on_upload, names="value")
@@ -168,11 +183,11 @@ class AttributeEditor:
         results = widgets.HBox([widgets.VBox([widgets.HTML(f"<center>{captions[k]}</center>"), im])
                                 for k, im in self.images.items()] + [self.reading])
         self.widget = widgets.VBox([
-            widgets.HTML("<b>Source face</b>: a test image (slider or thumbnail) or an uploaded aligned face"),
+            widgets.HTML("<b>Source face</b>: a test image (slider or thumbnail), or upload a photo with a face"),
             widgets.HBox([self.index, self.upload]), strip, self.source_info,
             hint, widgets.HBox(columns),
             widgets.HBox([self.method, self.steps]), widgets.HBox([self.seed, self.reset_button]),
-            widgets.HBox([self.edit_button, self.progress]), self.status, results])
+            widgets.HBox([self.edit_button, self.progress]), self.status, results, self.photo_row])
         self._turn_page(0)
 
     def reset_sliders(self):
@@ -210,6 +225,8 @@ class AttributeEditor:
     def _show_dataset_face(self):
         image, labels = self.dataset[self.index.value]
         self._uploaded = False
+        self._photo = self._crop = None
+        self.photo_row.layout.display = "none"
         self._set_source(image[None], attribute_states(labels[None]), f"{self.dataset.split} image #{self.index.value}")
         if not self._first <= self.index.value < self._first + THUMBNAILS:
             self._turn_page(0)
@@ -220,13 +237,20 @@ class AttributeEditor:
         if not files:
             return
         upload = files[0]
+        name = upload.get("name", "upload")
         try:
-            image = to_model_range(read_upload(upload["content"], self.config.image_size, self.config.crop))[None]
+            photo, crop = read_upload(upload["content"], name, self.config.image_size, self.config.crop)
         except ValueError as err:
-            self._say(f"{upload.get('name', 'upload')}: {err}", error=True)
+            self._say(str(err), error=True)
             return
         self._uploaded = True
-        self._set_source(image, self._read_states(image), f"upload {upload.get('name', '')}")
+        image = to_model_range(crop.x0)[None]
+        self._set_source(image, self._read_states(image), f"upload {name}")
+        self._photo, self._crop = photo, crop
+        boxed = draw_boxes(photo.rgb, [crop.box]) if crop.score is not None else photo.rgb
+        self.photos["photo"].value = png(boxed, fit=PHOTO_SIDE)
+        self.photos["photo_edited"].value = b""
+        self.photo_row.layout.display = None
         self._mark_pick()
 
     def _read_states(self, image):
@@ -243,7 +267,7 @@ class AttributeEditor:
         self._source, self._source_states = image, states
         self.images["source"].value = png(to_uint8(image[0]))
         self.images["edited"].value = self.images["difference"].value = b""
-        self.reading.value, self.result = "", None
+        self.reading.value, self.result, self.pasted = "", None, None
         present = [n for n, s in zip(self.names, states[0].tolist()) if s == 1]
         unknown = sum(s == UNKNOWN for s in states[0].tolist())
         text = f"<b>{html.escape(label)}</b> shows: {', '.join(present) or 'none of the attributes'}"
@@ -290,22 +314,28 @@ class AttributeEditor:
 
     def _edit(self):
         source, states = self._source, self._source_states  # the face may change while this runs
+        photo, crop = self._photo, self._crop
         strengths = torch.tensor([[self.sliders[n].value for n in self.names]])
         device = next(self.model.parameters()).device
         self.progress.value = 0
         self._say(f"editing with {self.method.label}, {self.steps.value} steps ...")
         start = time.perf_counter()
-        edited = edit(self.model, self.schedule, source.to(device), states.to(device),
-                      method=self.method.value, attribute_strength=strengths.to(device), steps=self.steps.value,
-                      seed=self.seed.value, callback=self._progress).cpu()
+        result = edit_faces(self.model, self.schedule, source.to(device), states.to(device), method=self.method.value,
+                            attribute_strength=strengths.to(device), steps=self.steps.value, seed=self.seed.value,
+                            reconstruct=photo is not None, cache=self._cache, callback=self._progress)
+        edited = result.edited.cpu()
         self.result = edited
         shown = edited.clamp(-1, 1)  # strong edits overshoot [-1, 1]; show and judge the image as displayed
         self.images["edited"].value = png(to_uint8(shown[0]))
         self.images["difference"].value = png(difference_heat(source[0], shown[0]))
         self.reading.value = self._reading_table(source, shown, strengths[0])
+        if photo is not None:
+            self.pasted = paste_faces(photo, [crop], result.select(slice(0, 1)))
+            self.photos["photo_edited"].value = png(self.pasted.rgb, fit=PHOTO_SIDE)
         moved = ", ".join(f"{n} {s:+.2f}" for n, s in zip(self.names, strengths[0].tolist()) if s) or \
             "no slider moved: this is the DDIM reconstruction"
-        self._say(f"edited in {time.perf_counter() - start:.1f} s ({moved})")
+        reused = "; the face's inversion reused" if result.inversion_cached else ""
+        self._say(f"edited in {time.perf_counter() - start:.1f} s ({moved}{reused})")
         return edited
 
     def _progress(self, done, total):

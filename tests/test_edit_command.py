@@ -1,8 +1,10 @@
-"""`python -m celebadiff edit` end to end on a tiny untrained checkpoint: outputs, source attributes, errors."""
+"""`python -m celebadiff edit` and `align` end to end on a tiny untrained checkpoint: outputs, source
+attributes, photos (detection, paste-back at full size), errors."""
 
 import copy
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,21 +12,25 @@ import torch
 from conftest import write_celeba
 from PIL import Image
 
-from celebadiff import edit_command
+from celebadiff import edit_command, faces
 from celebadiff.__main__ import main
 from celebadiff.config import preset
 from celebadiff.data import CELEBA_ATTRIBUTES
 from celebadiff.models import build_model
+from celebadiff.photo import FaceEdit
 from celebadiff.train import save_checkpoint
 from celebadiff.unet import PRESENT, UNKNOWN
 
 NAMES = ("Smiling", "Eyeglasses", "Male")
+ASTRONAUT = Path(__file__).parents[1] / "notebooks" / "photos" / "astronaut.jpg"  # NASA, public domain
 
 
 def _checkpoint(path, attributes=NAMES):
     config = preset("smoke", attributes=attributes, image_size=16)
     torch.manual_seed(0)
     model = build_model(config)
+    for p in model.parameters():  # random weights everywhere: a fresh U-Net's blocks are identities
+        torch.nn.init.normal_(p, std=0.05)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, config, 0, model, copy.deepcopy(model))
     return path
@@ -45,22 +51,34 @@ def _edit(ckpt, image, out, *extra):
 
 
 def _recording_edit(monkeypatch):
-    """Replace editing.edit (as the command sees it) by one that records its inputs and returns x0."""
+    """Replace photo.edit_faces (as the command sees it) by one that records its inputs and changes nothing."""
     calls = []
 
     def fake(model, schedule, x0, y_source, y_target, **kwargs):
         calls.append((y_source.clone(), y_target.clone(), kwargs))
-        return x0
-    monkeypatch.setattr(edit_command, "edit", fake)
+        return FaceEdit(x0, x0, None, False)
+    monkeypatch.setattr(edit_command, "edit_faces", fake)
     return calls
 
 
-def test_a_file_edit_writes_a_png_at_the_model_size(ckpt, celeba, tmp_path, capsys):
-    out = tmp_path / "edited.png"
-    assert _edit(ckpt, celeba / "img_align_celeba" / "000001.jpg", out, "--set", "Smiling=0") == 0
+def _pixels(path):
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB")).astype(int)
+
+
+def test_an_aligned_celeba_image_is_written_whole_at_its_size(ckpt, celeba, tmp_path, capsys):
+    out, face = tmp_path / "edited.png", tmp_path / "face.png"
+    image = celeba / "img_align_celeba" / "000001.jpg"
+    assert _edit(ckpt, image, out, "--set", "Smiling=1", "--face-out", str(face)) == 0  # its row: not smiling
     with Image.open(out) as im:
-        assert (im.format, im.size, im.mode) == ("PNG", (16, 16), "RGB")
-    assert f"wrote {out}" in capsys.readouterr().out
+        assert (im.format, im.size, im.mode) == ("PNG", (178, 218), "RGB")
+    with Image.open(face) as im:
+        assert im.size == (3 * 16, 16)  # source, reconstruction, edit at the model's 16 px
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and "aligned image, no detection" in printed
+    changed = (_pixels(out) != _pixels(image)).any(2)
+    rows, cols = changed.nonzero()  # the loader's frame: the centre 140 px (and its half-pixel feather)
+    assert changed.any() and rows.min() >= 39 - 5 and rows.max() < 179 + 5 and cols.min() >= 19 - 5
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
 
 
@@ -97,23 +115,82 @@ def test_sdedit_with_a_mask_is_a_one_line_error(ckpt, celeba, tmp_path, capsys):
     assert "a mask applies to DDIB only" in capsys.readouterr().err and not out.exists()
 
 
-def test_other_images_take_source_pairs_then_a_classifier_else_unknown(ckpt, tmp_path, monkeypatch, capsys):
+def test_photos_take_source_pairs_then_a_classifier_else_unknown(ckpt, tmp_path, monkeypatch):
     calls = _recording_edit(monkeypatch)
-    image = tmp_path / "face.png"
-    Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(image)  # 40x30: not CelebA, not square
-    assert _edit(ckpt, image, tmp_path / "a.png", "--set", "Smiling=1", "--source", "Male=0") == 0
+    assert _edit(ckpt, ASTRONAUT, tmp_path / "a.png", "--set", "Smiling=1", "--source", "Male=0") == 0
     assert calls[-1][0].tolist() == [[UNKNOWN, UNKNOWN, 0]]
-    err = capsys.readouterr().err
-    assert "face.png is 40x30, not an aligned CelebA image" in err and "resized to 16x16" in err
     with Image.open(tmp_path / "a.png") as im:
-        assert im.size == (16, 16)
+        assert im.size == (512, 512)
 
     fake = types.ModuleType("celebadiff.classifier")  # a stand-in knowing two of the model's attributes
     fake.load_classifier = lambda run: types.SimpleNamespace(attribute_names=["Eyeglasses", "Male", "Bangs"])
     fake.predict = lambda clf, x: torch.tensor([[0.9, 0.8, 0.1]]).expand(len(x), -1)
     monkeypatch.setitem(sys.modules, "celebadiff.classifier", fake)
-    assert _edit(ckpt, image, tmp_path / "b.png", "--set", "Smiling=1", "--source", "Male=0", "--classifier", "c") == 0
+    assert _edit(ckpt, ASTRONAUT, tmp_path / "b.png", "--set", "Smiling=1", "--source", "Male=0", "--classifier",
+                 "c") == 0
     assert calls[-1][0].tolist() == [[UNKNOWN, PRESENT, 0]]  # --source wins over the classifier
+
+
+def test_a_photo_is_written_whole_at_its_size_with_only_its_face_changed(ckpt, tmp_path, capsys):
+    out, face = tmp_path / "smiling.jpg", tmp_path / "face.png"
+    assert _edit(ckpt, ASTRONAUT, out, "--set", "Smiling=0", "--face-out", str(face)) == 0
+    printed = capsys.readouterr().out
+    assert "face at 180, 60, 269, 173" in printed
+    with Image.open(out) as im:
+        assert (im.format, im.size) == ("JPEG", (512, 512))
+    with Image.open(face) as im:
+        assert im.size == (48, 16)
+    png = tmp_path / "smiling.png"
+    assert _edit(ckpt, ASTRONAUT, png, "--set", "Smiling=0") == 0
+    changed = (_pixels(png) != _pixels(ASTRONAUT)).any(2)
+    rows, cols = changed.nonzero()
+    assert changed.sum() > 500 and 120 < cols.min() and cols.max() < 330 and 10 < rows.min() and rows.max() < 240
+
+
+def test_an_exif_rotated_photo_comes_out_upright(ckpt, tmp_path):
+    upright = Image.open(ASTRONAUT).crop((0, 0, 512, 400))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera stored the pixels turned; viewers rotate them 90 degrees clockwise
+    phone = tmp_path / "phone.jpg"
+    upright.transpose(Image.Transpose.ROTATE_90).save(phone, exif=exif, quality=98)
+    out = tmp_path / "out.png"
+    assert _edit(ckpt, phone, out, "--set", "Smiling=0") == 0
+    with Image.open(out) as im:
+        assert im.size == (512, 400) and im.getexif().get(0x0112) is None  # upright pixels, no turn left to do
+    same = (np.abs(_pixels(out) - np.asarray(upright).astype(int)) < 12).all(2)  # JPEG noise aside
+    assert same[:, :150].mean() > 0.99 and same[:, 330:].mean() > 0.99  # away from her face: the photo itself
+
+
+def test_aligned_skips_detection_for_a_face_framed_like_the_training_data(ckpt, tmp_path, capsys):
+    image = tmp_path / "thumb.png"
+    Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(image)  # no face a detector could find
+    _fails(capsys, _edit(ckpt, image, tmp_path / "a.png", "--set", "Smiling=1"), "no face found in thumb.png")
+    assert _edit(ckpt, image, tmp_path / "a.png", "--set", "Smiling=1", "--aligned") == 0
+    with Image.open(tmp_path / "a.png") as im:
+        assert im.size == (40, 30)
+
+
+def _two_faces(tmp_path):
+    """The astronaut's photo beside a smaller copy of itself: two faces, the left one larger."""
+    big = Image.open(ASTRONAUT)
+    canvas = Image.new("RGB", (512 + 384, 512), (128, 128, 128))
+    canvas.paste(big, (0, 0))
+    canvas.paste(big.resize((384, 384), Image.LANCZOS), (512, 64))
+    path = tmp_path / "two.png"
+    canvas.save(path)
+    return path
+
+
+def test_several_faces_edit_the_largest_and_say_so_or_all(ckpt, tmp_path, capsys):
+    photo = _two_faces(tmp_path)
+    assert _edit(ckpt, photo, tmp_path / "one.png", "--set", "Smiling=0") == 0
+    err = capsys.readouterr().err
+    assert "two.png has 2 faces: edited the largest" in err and "--all-faces" in err
+    changed = (_pixels(tmp_path / "one.png") != _pixels(photo)).any(2)
+    assert changed[:, :512].any() and not changed[:, 512:].any()
+    assert _edit(ckpt, photo, tmp_path / "all.png", "--set", "Smiling=0", "--all-faces") == 0
+    changed = (_pixels(tmp_path / "all.png") != _pixels(photo)).any(2)
+    assert changed[:, :512].any() and changed[:, 512:].any()
 
 
 def _fails(capsys, code, *needles):
@@ -148,7 +225,7 @@ def test_an_unreadable_image_in_a_folder_fails_before_anything_is_written(ckpt, 
 def test_a_missing_checkpoint_fails_and_writes_nothing(celeba, tmp_path, capsys):
     out = tmp_path / "e.png"
     code = _edit(tmp_path / "nowhere", celeba / "img_align_celeba" / "000001.jpg", out, "--set", "Smiling=1")
-    _fails(capsys, code, "no checkpoint at", "nowhere")
+    _fails(capsys, code, "no model", "nowhere")
     assert not out.exists()
 
 
@@ -167,4 +244,57 @@ def test_the_input_is_never_overwritten(ckpt, tmp_path, capsys):
     before = image.read_bytes()
     _fails(capsys, _edit(ckpt, image, image, "--set", "Smiling=1"), "would overwrite the input")
     _fails(capsys, _edit(ckpt, tmp_path, tmp_path, "--set", "Smiling=1"), "is the input folder")
+    _fails(capsys, main(["align", "--image", str(image), "--out", str(image)]), "would overwrite the input")
     assert image.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["1x1", "flat", "noise"])
+def test_an_image_without_a_face_is_named_and_nothing_is_written(ckpt, tmp_path, capsys, kind):
+    rng = np.random.default_rng(0)
+    pixels = {"1x1": np.full((1, 1, 3), 128, np.uint8), "flat": np.full((300, 400, 3), 128, np.uint8),
+              "noise": rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)}[kind]
+    image = tmp_path / f"{kind}.png"
+    Image.fromarray(pixels).save(image)
+    out = tmp_path / "out.png"
+    _fails(capsys, _edit(ckpt, image, out, "--set", "Smiling=1"), f"no face found in {kind}.png")
+    _fails(capsys, main(["align", "--image", str(image), "--out", str(out)]), f"no face found in {kind}.png")
+    assert not out.exists()
+
+
+def test_a_face_too_small_to_edit_names_the_minimum(ckpt, tmp_path, capsys):
+    small = tmp_path / "small.png"
+    Image.open(ASTRONAUT).resize((200, 200), Image.LANCZOS).save(small)  # her face: about 35 px
+    out = tmp_path / "out.png"
+    _fails(capsys, _edit(ckpt, small, out, "--set", "Smiling=1"), "small.png is too small to edit",
+           f"the minimum is {faces.MIN_FACE} px")
+    assert not out.exists()
+
+
+def test_an_unreadable_photo_fails_and_writes_nothing(ckpt, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(ASTRONAUT.read_bytes())
+    (folder / "b.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    _fails(capsys, _edit(ckpt, folder, tmp_path / "out", "--set", "Smiling=1"), "cannot read image", "b.jpg")
+    assert not (tmp_path / "out").exists()
+
+
+def test_align_writes_celeba_aligned_faces_for_a_file_and_a_folder(celeba_sample, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "astronaut.jpg").write_bytes(ASTRONAUT.read_bytes())
+    turned = Image.open(celeba_sample / "img_align_celeba" / "000002.jpg").rotate(15, expand=True, fillcolor=0)
+    turned.resize((turned.width * 2, turned.height * 2)).save(folder / "tilted.png")
+    assert main(["align", "--image", str(folder), "--out", str(tmp_path / "aligned")]) == 0
+    assert "wrote 2 aligned faces" in capsys.readouterr().out
+    written = sorted(p.name for p in (tmp_path / "aligned").iterdir())
+    assert written == ["astronaut.jpg", "tilted.png"]
+    for name in written:
+        with Image.open(tmp_path / "aligned" / name) as im:
+            assert im.size == (178, 218)
+    with Image.open(tmp_path / "aligned" / "tilted.png") as im:
+        found = faces.detect(torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1))
+    eyes = found[0].landmarks[:2]
+    assert abs(eyes[0, 1] - eyes[1, 1]) < 3  # level again
+    assert (found[0].landmarks - torch.tensor(faces.TEMPLATE, dtype=torch.float64)).norm(dim=1).mean() < 5
+    assert main(["align", "--image", str(folder / "astronaut.jpg"), "--out", str(tmp_path / "one.png")]) == 0

@@ -1,24 +1,27 @@
-"""The interactive editor, driven from Python: a tiny untrained model at 16 px and 20 rendered faces."""
+"""The interactive editor, driven from Python: a tiny untrained model at 16 px, 20 rendered faces and a photo."""
 
 import io
 import threading
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from celebadiff import synthfaces
+from celebadiff import photo, synthfaces
 from celebadiff import widgets as editor_module
 from celebadiff.config import preset
 from celebadiff.data import CelebADataset
 from celebadiff.diffusion import NoiseSchedule
 from celebadiff.models import build_model
+from celebadiff.photo import FaceEdit
 from celebadiff.unet import UNKNOWN
 from celebadiff.widgets import AttributeEditor
 
 STEPS = 10  # the smallest the steps slider allows
+ASTRONAUT = Path(__file__).parents[1] / "notebooks" / "photos" / "astronaut.jpg"  # NASA, public domain
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +80,7 @@ def test_editor_shows_the_chosen_test_face(editor, parts):
 def test_slider_edit_changes_the_face(editor):
     reconstruction = editor.run_edit()
     assert "no slider moved" in editor.status.value
+    assert editor.progress.value == editor.progress.max == 2 * STEPS  # inversion, generation (no mask: no change)
     editor.sliders["Smiling"].value = 2.0
     edited = editor.run_edit()
     source = editor._source
@@ -84,8 +88,9 @@ def test_slider_edit_changes_the_face(editor):
     assert editor.result is edited and not editor.busy and not editor.edit_button.disabled
     assert (edited - source).abs().mean() > 0.05
     assert (edited - reconstruction).abs().mean() > 1e-3  # the slider, not just the round trip, changed it
-    assert editor.progress.value == editor.progress.max == 2 * STEPS + 8  # inversion, generation, 4 mask draws x 2
+    assert editor.progress.value == editor.progress.max == STEPS + 8  # inversion reused: generation, 4 mask draws x 2
     assert "edited in" in editor.status.value and "Smiling +2.00" in editor.status.value
+    assert "inversion reused" in editor.status.value
     assert editor.images["edited"].value != editor.images["source"].value
     heat = np.asarray(Image.open(io.BytesIO(editor.images["difference"].value)))
     assert heat.shape == (64, 64, 3) and heat.std() > 0
@@ -110,9 +115,9 @@ def test_second_click_while_busy_starts_no_second_edit(editor, monkeypatch):
         calls.append(1)
         started.set()
         release.wait(10)
-        return x0 + 0.5
+        return FaceEdit(x0 + 0.5, None, None, False)
 
-    monkeypatch.setattr(editor_module, "edit", slow_edit)
+    monkeypatch.setattr(editor_module, "edit_faces", slow_edit)
     editor.edit_button.click()
     assert started.wait(10)
     assert editor.busy and editor.edit_button.disabled
@@ -130,7 +135,7 @@ def test_failing_edit_is_reported_in_the_status_line(editor, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(editor_module, "edit", broken)
+    monkeypatch.setattr(editor_module, "edit_faces", broken)
     assert editor.run_edit() is None
     assert "edit failed: RuntimeError: out of memory" in editor.status.value
     assert not editor.busy and not editor.edit_button.disabled
@@ -143,14 +148,43 @@ def test_corrupt_upload_shows_an_error(editor):
     assert editor.images["source"].value == before
 
 
-def test_upload_is_framed_and_edited(editor, faces):
-    face = np.asarray(Image.open(faces / "img_align_celeba" / "000001.png"))  # 32 px, RGB
-    upload(editor, png_bytes(face))
-    assert "upload face.png" in editor.source_info.value
+def test_an_uploaded_photo_is_found_edited_and_pasted_back(editor):
+    upload(editor, ASTRONAUT.read_bytes(), name="astronaut.jpg")
+    assert "upload astronaut.jpg" in editor.source_info.value
     assert editor._source.shape == (1, 3, 16, 16)
     assert (editor._source_states == UNKNOWN).all()  # no classifier: nothing is known
+    before = np.asarray(Image.open(io.BytesIO(editor.photos["photo"].value)))
+    assert before.shape == (editor_module.PHOTO_SIDE, editor_module.PHOTO_SIDE, 3)
+    x0, y0, x1, y1 = (round(v * editor_module.PHOTO_SIDE / 512) for v in editor._crop.box)
+    assert (before[y0 + 1:y1, x0] > [200, 180, -1]).all(1).mean() > 0.8  # the yellow box's left edge
+    editor.sliders["Smiling"].value = -1.0
+    first = editor.run_edit()
+    assert editor.progress.max == 3 * STEPS + 8  # inversion, reconstruction, generation, mask
+    assert editor.pasted.size == (512, 512) and editor.photos["photo_edited"].value
+    changed = (editor.pasted.pixels != photo.read_photo(ASTRONAUT).pixels).any(0)
+    assert changed.any() and not changed[:, :130].any() and not changed[260:].any()  # her face's frame only
+    editor.sliders["Smiling"].value = -2.0  # a slider moved: the same face's inversion serves again
+    second = editor.run_edit()
+    assert editor.progress.max == STEPS + 8 and "inversion reused" in editor.status.value
+    assert (second - first).abs().max() > 0
+    editor.index.value = 1  # back to a test image: the photo row goes away
+    assert editor.photo_row.layout.display == "none"
+
+
+def test_an_upload_without_a_face_shows_an_error(editor):
+    before = editor.images["source"].value
+    upload(editor, png_bytes(np.full((80, 120, 3), 128, np.uint8)), name="grey.png")
+    assert "no face found in grey.png" in editor.status.value
+    assert editor.images["source"].value == before
+
+
+def test_an_uploaded_aligned_face_is_framed_like_the_data(editor, faces):
+    face = np.asarray(Image.open(faces / "img_align_celeba" / "000001.png"))  # 32 px, not a real photo
+    aligned = np.asarray(Image.fromarray(face).resize((178, 218)))  # CelebA's aspect: no detection
+    upload(editor, png_bytes(aligned))
+    assert editor._source.shape == (1, 3, 16, 16) and editor._crop.score is None
     editor.sliders["Smiling"].value = 1.0
-    assert editor.run_edit() is not None
+    assert editor.run_edit() is not None and editor.pasted.size == (218, 178)
 
 
 def test_classifier_reads_the_result(parts, faces):
@@ -164,8 +198,7 @@ def test_classifier_reads_the_result(parts, faces):
     assert "<table" in table and "Smiling" in table and "+1.50" in table and "Male" not in table
     p = classifier_module.predict(classifier, edited.clamp(-1, 1))[0, list(parts[2].attributes).index("Smiling")].item()
     assert f"{p:.2f}" in table
-    face = np.asarray(Image.open(faces / "img_align_celeba" / "000002.png"))
-    upload(editor, png_bytes(face))
+    upload(editor, ASTRONAUT.read_bytes(), name="astronaut.jpg")
     assert (editor._source_states != UNKNOWN).all()  # the classifier labelled the upload
 
 
