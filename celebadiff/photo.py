@@ -23,7 +23,7 @@ from torchvision.transforms.v2 import functional as TF
 from . import data, faces
 
 # edit's own pieces (it recomputes the inversion on every call), so the result is edit's to the bit
-from .editing import METHODS, _checked_mask, _edit_plan, _masked_ddim, edit, edit_mask
+from .editing import METHODS, _checked_mask, _counting, _edit_plan, _masked_ddim, edit, edit_mask
 from .sampling import ddim_invert, ddim_sample, guided
 
 JPEG_QUALITY = 95
@@ -287,14 +287,3 @@ def paste_faces(photo, crops, result):
                                   peak=photo.peak)
     return Photo(pixels, photo.peak, photo.alpha, photo.icc)
 
-
-def _counting(model, callback, total):
-    done = 0
-
-    def counted(x_t, t, y):
-        nonlocal done
-        out = model(x_t, t, y)
-        done += 1
-        callback(done, total)
-        return out
-    return counted
