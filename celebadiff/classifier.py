@@ -324,7 +324,7 @@ def train_oracle(out=None, n=20000, size=32, seed=123, steps=500, progress=True)
 
     Steps are set by Wearing_Lipstick (a few red pixels at 32 px, the last attribute learned): held
     out it reads 88% after 250 steps of 128, 99.2% after 350 and 99.9% after 500 (every other
-    attribute >= 99.9%). About 4 minutes on 2 cores, a minute of it rendering.
+    attribute >= 99.9%). Under a minute on 2 idle cores (`make demo-judge`, committed as `demo-judge`).
 
     Afterwards it is scored on n // 10 other independent renders (seed + 1); the report is printed
     when `progress` and written to out/heldout.json when `out` is given.

@@ -12,7 +12,7 @@ import torch
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from .data import load_image
+from .data import crop_side, load_image
 from .plotting import image_grid
 from .synthfaces import DRAWN, counterfactual, render
 
@@ -147,13 +147,13 @@ def framing_figure(path, size=64, crop=140):
     with Image.open(path) as im:
         raw = np.asarray(im.convert("RGB"))
     height, width = raw.shape[:2]
-    side = min(crop, height, width)
-    top, left = int(round((height - side) / 2)), int(round((width - side) / 2))
+    side = crop_side(height, width, crop)  # scales with the width on CelebA's aspect (a half-size image: 70 px)
+    top, left = (height - side) / 2, (width - side) / 2
     framed = load_image(path, size, crop).permute(1, 2, 0).numpy()
     fig, (a, b) = plt.subplots(1, 2, figsize=(6, 3.4), width_ratios=[width, side])
     a.imshow(raw)
     a.add_patch(Rectangle((left - 0.5, top - 0.5), side, side, fill=False, edgecolor="yellow", lw=1.5))
-    whole = " (smaller than the crop: used whole)" if side < crop else f", centre crop {side}x{side}"
+    whole = " (smaller than the crop: used whole)" if side == min(height, width) else f", centre crop {side:g}x{side:g}"
     a.set_title(f"stored: {width}x{height}{whole}", fontsize=8)
     b.imshow(framed, interpolation="nearest")
     b.set_title(f"framed: {size}x{size}", fontsize=8)
