@@ -55,6 +55,8 @@ def build_parser():
     train.add_argument("--preset", default="demo", choices=sorted(cfg.PRESETS))
     train.add_argument("--out", required=True, help="run folder")
     train.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    train.add_argument("--init", default=None, metavar="MODEL",
+                       help="warm-start a new run from a model's weights (a committed name, run or file)")
     train.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     _add_config_options(train)
 
@@ -127,7 +129,7 @@ def run(args):
         write_dataset(args.out, args.n, args.size, args.seed)
     elif args.command == "train":
         from .train import train
-        train(_config_from(args), args.data, args.out, resume=args.resume, device=args.device)
+        train(_config_from(args), args.data, args.out, resume=args.resume, device=args.device, init=args.init)
     elif args.command == "export":
         from .models import export_ema
         print(export_ema(args.checkpoint, args.out))

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .data import CelebADataset, default_cache_dir, to_model_range
 from .diffusion import NoiseSchedule, diffusion_loss
-from .models import LAST, atomic_save, build_model, prefixed, read_checkpoint
+from .models import LAST, atomic_save, build_model, load_model, prefixed, read_checkpoint
 from .sampling import ddim_sample
 from .unet import attribute_states
 
@@ -90,11 +90,13 @@ def sample_grid(model, config, schedule, labels, path, steps=25, seed=0):
     save_image(x0.add(1).div(2).clamp(0, 1), path, nrow=8)
 
 
-def train(config, data_dir, out_dir, resume=False, device=None, progress=True, stop_after=None):
+def train(config, data_dir, out_dir, resume=False, device=None, progress=True, stop_after=None, init=None):
     """Train a model; returns the run folder.
 
     Writes out_dir/config.json, loss.csv, samples/step_NNNNNN.png and checkpoints/last.safetensors.
-    `stop_after` ends the run early after that many steps (to test resuming).
+    `stop_after` ends the run early after that many steps (to test resuming). `init` (a model's name,
+    run or file of the same model config) warm-starts a new run from its (EMA) weights, with a fresh
+    optimizer and learning-rate schedule: a second stage of training.
     """
     rank, world = _distributed(device)
     device = torch.device(device) if device else _device(rank)
@@ -112,7 +114,10 @@ def train(config, data_dir, out_dir, resume=False, device=None, progress=True, s
         raise ValueError(f"{len(images)} training images are fewer than one batch of {config.batch_size}")
 
     torch.manual_seed(config.seed)
-    model = build_model(config).to(device)
+    model = build_model(config)
+    if init is not None and not resume:
+        model.load_state_dict(load_model(init, expect=config)[0].state_dict())
+    model = model.to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     ema = copy.deepcopy(model).requires_grad_(False)

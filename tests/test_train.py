@@ -96,3 +96,17 @@ def test_raw_weights_from_an_exported_model_is_a_clear_error():
         load_model(exported, ema=False)
     model, _, _ = load_model(exported, ema=True)
     assert not model.training
+
+
+def test_a_warm_start_begins_from_the_given_models_ema_weights(tiny_celeba, tmp_path):
+    first = train(preset("smoke"), tiny_celeba, tmp_path / "first", progress=False)
+    start = load_model(first)[0].state_dict()
+    # lr 0 for one step: the weights cannot move, so the second run's EMA is the first run's EMA
+    second = train(preset("smoke", steps=1, lr=0.0), tiny_celeba, tmp_path / "second", progress=False, init=first)
+    tensors, _, step = read_checkpoint(second)
+    assert step == 1
+    for name, value in start.items():
+        torch.testing.assert_close(tensors[f"ema.{name}"], value)
+        torch.testing.assert_close(tensors[f"model.{name}"], value)
+    with pytest.raises(ValueError, match="another model config"):
+        train(replace(preset("smoke"), channels=(8, 32)), tiny_celeba, tmp_path / "third", progress=False, init=first)
