@@ -76,7 +76,7 @@ def set_attributes(y, attribute_names, changes):
     return y
 
 
-def _edit_plan(y_source, y_target, strength, attribute_strength):
+def edit_plan(y_source, y_target, strength=1.0, attribute_strength=None):
     """What an edit asks for: (target states (B, A) or None, attribute strengths as a tensor or None,
     (B,) bool: the faces it changes at all). eps_edit (module docstring) is then
     `guided(model, attribute_w=..., target=..., target_w=strength)`."""
@@ -90,6 +90,25 @@ def _edit_plan(y_source, y_target, strength, attribute_strength):
         aw = attribute_strength.expand(len(y_source), -1)  # a term moves y only where y is not already there
         changed |= (((aw > 0) & (y_source != PRESENT)) | ((aw < 0) & (y_source != ABSENT))).any(1)
     return target, attribute_strength, changed
+
+
+def edit_direction(y_source, y_target, strength=1.0, attribute_strength=None):
+    """An edit scaled to unit size: (target, target_w (B,), attribute_w (B, A) or None, changed (B,)).
+
+    eps_edit - eps(y) is linear in (strength, attribute_strength), so scaling both by one factor per
+    face changes the size of the edit, not where it acts: DiffEdit's map D / max(D) is the same.
+    The unit edit has target_w 1 (or, without a target, largest |attribute_w| 1), where `guided`
+    skips eps(y); equal directions give equal tensors, so a moved strength slider can reuse a mask.
+    """
+    target, attribute_w, changed = edit_plan(y_source, y_target, strength, attribute_strength)
+    B, device = len(y_source), y_source.device
+    s = torch.as_tensor(strength, dtype=torch.float32, device=device).expand(B)
+    if target is None:
+        s = torch.zeros(B, device=device)
+    aw = None if attribute_w is None else attribute_w.expand(B, -1)
+    size = s if target is not None else aw.abs().amax(1) if aw is not None else s
+    size = torch.where(size != 0, size, 1.0)
+    return target, (s != 0).float(), None if aw is None else aw / size[:, None], changed
 
 
 @torch.no_grad()
@@ -118,8 +137,8 @@ def edit_mask(model, schedule, x0, y_source, y_target=None, strength=1.0, attrib
         raise ValueError(f"threshold={threshold}: give a value in [0, 1), e.g. 0.1 (or None for the map itself)")
     if draws < 1:
         raise ValueError(f"draws={draws}: average at least 1 noise draw, e.g. 4")
-    target, attribute_w, changed = _edit_plan(y_source, y_target, strength, attribute_strength)
-    editor = guided(model, attribute_w=attribute_w, target=target, target_w=strength)
+    target, target_w, attribute_w, changed = edit_direction(y_source, y_target, strength, attribute_strength)
+    editor = guided(model, attribute_w=attribute_w, target=target, target_w=target_w)
     t = torch.full((len(x0),), min(round(mask_t * schedule.T), schedule.T - 1), device=x0.device)
     g = torch.Generator(x0.device).manual_seed(seed)
     diff = torch.zeros_like(x0[:, :1])
@@ -166,30 +185,52 @@ def edit(model, schedule, x0, y_source, y_target=None, method="ddib", strength=1
     if method != "ddib" and mask is not False:
         raise ValueError(f"a mask applies to DDIB only; pass mask=False with method={method!r}")
     if isinstance(mask, torch.Tensor):
-        mask = _checked_mask(mask, x0)
-    target, attribute_w, changed = _edit_plan(y_source, y_target, strength, attribute_strength)
+        mask = check_mask(mask, x0)
+    target, attribute_w, changed = edit_plan(y_source, y_target, strength, attribute_strength)
     if mask is True and not changed.any():
         mask = False  # nothing to change: the plain DDIB edit (the reconstruction), without the mask's cost
     # SDEdit starts on the DDIM timestep nearest below t0 so that no step is skipped or repeated
     below = [t for t in ddim_timesteps(schedule.T, steps) if t <= t0_fraction * schedule.T]
     t_start = below[-1] if below else 0
     total = (2 * steps + (2 * mask_draws if mask is True else 0)) if method == "ddib" else len(below)
-    model = _counting(model, callback, total) if callback else model
-    editor = guided(model, attribute_w=attribute_w, target=target, target_w=strength)
+    model = counting(model, callback, total) if callback else model
     with torch.no_grad():
         if method == "sdedit":
+            editor = guided(model, attribute_w=attribute_w, target=target, target_w=strength)
             g = torch.Generator(x0.device).manual_seed(seed)
             eps = torch.randn(x0.shape, generator=g, device=x0.device)
             x_t = q_sample(schedule, x0, torch.full((x0.shape[0],), t_start, device=x0.device), eps)
             return ddim_sample(editor, schedule, x_t, y_source, steps=steps, progress=progress, t_start=t_start)
-        if mask is False:
-            x_T = ddim_invert(model, schedule, x0, y_source, steps=steps, progress=progress)
-            return ddim_sample(editor, schedule, x_T, y_source, steps=steps, progress=progress)
         if mask is True:
             mask = edit_mask(model, schedule, x0, y_source, y_target, strength, attribute_strength, mask_t=mask_t,
                              threshold=mask_threshold, draws=mask_draws, seed=seed)
         trajectory = ddim_invert(model, schedule, x0, y_source, steps=steps, progress=progress, return_trajectory=True)
-        return _masked_ddim(editor, schedule, trajectory, mask, y_source, steps, progress)
+        return regenerate(model, schedule, trajectory, y_source, y_target, strength, attribute_strength, mask, steps,
+                          progress)
+
+
+@torch.no_grad()
+def regenerate(model, schedule, trajectory, y_source, y_target=None, strength=1.0, attribute_strength=None,
+               mask=False, steps=50, progress=False):
+    """DDIB's second half: DDIM down from an inversion's x_T under eps_edit (module docstring).
+
+    `edit` is `ddim_invert(..., return_trajectory=True)` followed by this; keeping the trajectory lets
+    an editor regenerate the same face under other targets or strengths without inverting it again.
+
+    Args:
+        trajectory: `ddim_invert(model, schedule, x0, y_source, steps, return_trajectory=True)`, the
+            latents [x0, ..., x_T] of the same `steps`.
+        y_source, y_target, strength, attribute_strength: as for `edit`.
+        mask: False regenerates the whole face; a mask (B or 1, 1, H, W) in [0, 1] (e.g. `edit_mask`'s)
+            keeps the inversion's latents outside it after every step (DiffEdit), so there x0 comes back.
+    Returns:
+        (B, 3, H, W) edited faces, float, about [-1, 1].
+    """
+    target, attribute_w, _ = edit_plan(y_source, y_target, strength, attribute_strength)
+    editor = guided(model, attribute_w=attribute_w, target=target, target_w=strength)
+    if mask is False:
+        return ddim_sample(editor, schedule, trajectory[-1], y_source, steps=steps, progress=progress)
+    return _masked_ddim(editor, schedule, trajectory, check_mask(mask, trajectory[0]), y_source, steps, progress)
 
 
 @torch.no_grad()
@@ -222,7 +263,7 @@ def edit_regions(model, schedule, x0, y_source, changes, attribute_names=None, s
         raise ValueError("changes is empty; give at least one, e.g. [('Smiling', 1, 1.0, None)]")
     plan = [_region_change(change, y_source, attribute_names, x0) for change in changes]
     total = 2 * steps + 2 * mask_draws * sum(region is None for _, _, region in plan)
-    model = _counting(model, callback, total) if callback else model
+    model = counting(model, callback, total) if callback else model
     targets, regions, coefs = [], [], []
     for target, strength, region in plan:
         if region is None:
@@ -256,7 +297,7 @@ def _region_change(change, y_source, attribute_names, x0):
             raise ValueError(f"attribute index {attribute} is out of range: y has {A} attributes, 0 .. {A - 1}")
         attribute = names[int(attribute)]
     target = set_attributes(y_source, names, {attribute: value})
-    return target, strength, None if region is None else _checked_mask(region, x0)
+    return target, strength, None if region is None else check_mask(region, x0)
 
 
 def _region_guided(model, targets, coefs):
@@ -273,7 +314,7 @@ def _region_guided(model, targets, coefs):
     return eps
 
 
-def _checked_mask(mask, x0):
+def check_mask(mask, x0):
     """A given mask as x0's dtype, after checking its shape (B or 1, 1, H, W) and range [0, 1]."""
     B, _, H, W = x0.shape
     if mask.dim() != 4 or mask.shape[0] not in (1, B) or tuple(mask.shape[1:]) != (1, H, W):
@@ -301,7 +342,8 @@ def _masked_ddim(editor, schedule, trajectory, mask, y, steps, progress):
     return x
 
 
-def _counting(model, callback, total):
+def counting(model, callback, total):
+    """`model`, calling callback(done, total) after each of its evaluations (progress bars, benchmarks)."""
     done = 0
 
     def counted(x_t, t, y):

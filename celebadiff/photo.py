@@ -23,8 +23,8 @@ from torchvision.transforms.v2 import functional as TF
 from . import data, faces
 
 # edit's own pieces (it recomputes the inversion on every call), so the result is edit's to the bit
-from .editing import METHODS, _checked_mask, _counting, _edit_plan, _masked_ddim, edit, edit_mask
-from .sampling import ddim_invert, ddim_sample, guided
+from .editing import METHODS, check_mask, counting, edit, edit_direction, edit_mask, edit_plan, regenerate
+from .sampling import ddim_invert, ddim_sample
 
 JPEG_QUALITY = 95
 DEEP = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # PIL modes of 16-bit (grayscale) images
@@ -244,10 +244,10 @@ def edit_faces(model, schedule, x0, y_source, y_target=None, method="ddib", stre
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if isinstance(mask, torch.Tensor):
-        mask = _checked_mask(mask, x0)
+        mask = check_mask(mask, x0)
     elif mask is None:
         mask = True
-    target, attribute_w, changed = _edit_plan(y_source, y_target, strength, attribute_strength)
+    target, attribute_w, changed = edit_plan(y_source, y_target, strength, attribute_strength)
     acted = None  # where the edit acted, when not where the mask says
     if mask is True and not changed.any():
         mask = False  # as edit: nothing to change, the plain DDIB edit (the reconstruction)
@@ -255,27 +255,38 @@ def edit_faces(model, schedule, x0, y_source, y_target=None, method="ddib", stre
     key = InversionCache.key(model, x0, y_source, steps) if cache is not None else None
     entry = dict(cache.get(key)) if cache is not None else {}
     cached = "trajectory" in entry
+    # the mask depends on the direction of the edit, not on its strength (edit_mask): a moved slider reuses it
+    mask_key = (_digest(*edit_direction(y_source, y_target, strength, attribute_strength)[:3]), mask_t,
+                mask_threshold, mask_draws, seed)
+    masks = dict(entry.get("masks", {}))
     total = (0 if cached else steps) + (steps if reconstruct and "reconstruction" not in entry else 0) \
-        + (2 * mask_draws if mask is True else 0) + steps
-    counted = _counting(model, callback, total) if callback else model
+        + (2 * mask_draws if mask is True and mask_key not in masks else 0) + steps
+    counted = counting(model, callback, total) if callback else model
     if not cached:
         entry["trajectory"] = ddim_invert(counted, schedule, x0, y_source, steps=steps, return_trajectory=True)
     trajectory = entry["trajectory"]
     if reconstruct and "reconstruction" not in entry:
         entry["reconstruction"] = ddim_sample(counted, schedule, trajectory[-1], y_source, steps=steps)
+    if mask is True:
+        if mask_key not in masks:
+            masks[mask_key] = edit_mask(counted, schedule, x0, y_source, y_target, strength, attribute_strength,
+                                        mask_t=mask_t, threshold=mask_threshold, draws=mask_draws, seed=seed)
+        mask = masks[mask_key]
+    entry["masks"] = masks
     if cache is not None:
         cache.put(key, entry)
-    if mask is True:
-        mask = edit_mask(counted, schedule, x0, y_source, y_target, strength, attribute_strength, mask_t=mask_t,
-                         threshold=mask_threshold, draws=mask_draws, seed=seed)
-    editor = guided(counted, attribute_w=attribute_w, target=target, target_w=strength)
-    if mask is False:
-        edited = ddim_sample(editor, schedule, trajectory[-1], y_source, steps=steps)
-    else:
-        edited = _masked_ddim(editor, schedule, trajectory, mask, y_source, steps, False)
+    edited = regenerate(counted, schedule, trajectory, y_source, y_target, strength, attribute_strength, mask, steps)
     if acted is None:
         acted = None if mask is False else mask
     return FaceEdit(edited, entry.get("reconstruction"), acted, cached)
+
+
+def _digest(*tensors):
+    """A hashable digest of tensors' values (None allowed), for cache keys."""
+    h = hashlib.sha1()
+    for x in tensors:
+        h.update(b"-" if x is None else x.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def paste_faces(photo, crops, result):

@@ -113,16 +113,28 @@ def guided(model, w=0.0, attribute_w=None, target=None, target_w=1.0):
                      + sum_a |w_a| (eps(y with a set to PRESENT if w_a > 0 else ABSENT) - eps(y))
                      + target_w (eps(target) - eps(y))
 
+    One convention for every weight (w, w_a, target_w): it multiplies a difference of two predictions
+    that is added to eps(y). Since eps = -sqrt(1 - alpha_bar) grad log p(x_t), Bayes' rule makes each
+    weight the power of an implicit classifier on p(x_t | y) (Ho & Salimans eq. 6; notebook 05):
+
+        p(x_t | y) p(y | x_t)^w prod_a p(a | x_t, y)^|w_a|        (a UNKNOWN in y)
+
+    A weight of 0 switches its term off. w = 1 applies the classifier of y once more than
+    conditioning does (p(x_t) p(y | x_t)^2 in all; w = -1 is the unconditional model; diffusers'
+    `guidance_scale` is 1 + w). |w_a| = 1 is exactly conditioning on a where y leaves a UNKNOWN,
+    and switches a where y holds the opposite value; target_w = 1, alone, gives eps(target).
+
     Args:
-        w: global guidance weight (0: plain conditional model).
+        w: global guidance weight (0: plain conditional model; 1: eps(y) + (eps(y) - eps(unknown))).
         attribute_w: signed per-attribute weights, (A,) or (B, A): +2 pushes an attribute towards
-            present with weight 2, -1 towards absent. Where y already holds an attribute UNKNOWN
-            this is per-attribute guidance; where y holds the opposite value it moves from y to
-            the flipped condition.
+            present with weight 2, -1 towards absent, 0 leaves it as y has it. Where y holds an
+            attribute UNKNOWN this is per-attribute guidance; where y holds the opposite value it
+            moves from y to the flipped condition.
         target, target_w: states (B, A) to move towards jointly, with weight target_w (scalar or
             (B,)): editing uses it, so that exclusive attributes (one hair colour on, another off)
             change together rather than as two separate pushes.
-    All terms are evaluated in one batched call of the model.
+    All terms are evaluated in one batched call of the model; eps(y) is left out of it where its
+    coefficient, 1 - target_w - sum |w_a| + w, is 0 for every row (an edit at strength 1).
     """
     def eps(x_t, t, y):
         B, variants, weights = x_t.shape[0], [y], []
@@ -144,9 +156,13 @@ def guided(model, w=0.0, attribute_w=None, target=None, target_w=1.0):
                 weights.append(wk.abs())
         if len(variants) == 1:
             return model(x_t, t, y)
-        out = model(x_t.repeat(len(variants), 1, 1, 1), t.repeat(len(variants)), torch.cat(variants))
-        out = out.reshape(len(variants), *x_t.shape)
         # expanding the formula: eps(y) carries 1 - sum(coefficients of the other variants)
-        coefs = torch.stack(weights)[:, :, None, None, None].to(out.dtype)  # (V - 1, B, 1, 1, 1)
-        return out[0] * (1 - coefs.sum(0)) + (coefs * out[1:]).sum(0)
+        coefs = torch.stack(weights)  # (V - 1, B)
+        if (coefs.sum(0) == 1).all():  # e.g. an edit at strength 1: eps(y) has weight 0, skip evaluating it
+            variants = variants[1:]
+        V = len(variants)
+        out = model(x_t.repeat(V, 1, 1, 1), t.repeat(V), torch.cat(variants)).reshape(V, *x_t.shape)
+        coefs = coefs[:, :, None, None, None].to(out.dtype)  # (V - 1, B, 1, 1, 1)
+        mix = (coefs * out[-len(coefs):]).sum(0)
+        return mix if V == len(coefs) else out[0] * (1 - coefs.sum(0)) + mix
     return eps

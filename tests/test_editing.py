@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from celebadiff.diffusion import NoiseSchedule
-from celebadiff.editing import edit, edit_mask, edit_regions, set_attributes
+from celebadiff.editing import edit, edit_mask, edit_regions, regenerate, set_attributes
 from celebadiff.sampling import ddim_invert, ddim_sample, ddim_timesteps
 from celebadiff.unet import ABSENT, PRESENT, UNKNOWN, UNet
 
@@ -276,3 +276,27 @@ def test_bad_region_edit_errors(setup):
             ([(0, 1, 1.0, torch.ones(2, 1, 8, 8))], {}, r"give one of shape \(2, 1, 16, 16\)")):
         with pytest.raises(ValueError, match=needle):
             edit_regions(model, s, x0, y, changes, steps=2, **kwargs)
+
+
+def test_regenerate_from_a_kept_inversion_is_edit(setup):
+    model, s, x0, y = setup
+    target = set_attributes(y, NAMES, {"Eyeglasses": 1})
+    trajectory = ddim_invert(model, s, x0, y, steps=8, return_trajectory=True)
+    mask = edit_mask(model, s, x0, y, target)
+    for strength in (1.0, 2.5):
+        for m, given in ((mask, True), (False, False)):
+            again = regenerate(model, s, trajectory, y, target, strength, mask=m, steps=8)
+            torch.testing.assert_close(again, edit(model, s, x0, y, target, strength=strength, steps=8, mask=given))
+
+
+def test_the_mask_depends_on_the_direction_of_the_edit_not_on_its_strength(setup):
+    model, s, x0, y = setup
+    target = set_attributes(y, NAMES, {"Smiling": 1, "Male": 0})
+    maps = [edit_mask(model, s, x0, y, target, strength=k, threshold=None) for k in (1.0, 3.0, -0.5)]
+    assert maps[0].sum() > 0
+    for other in maps[1:]:
+        torch.testing.assert_close(other, maps[0])
+    # with attribute terms the ratio to the strength is what counts
+    aw = torch.tensor([0.0, 2.0, 0.0])
+    torch.testing.assert_close(edit_mask(model, s, x0, y, target, 2.0, 2 * aw, threshold=None),
+                               edit_mask(model, s, x0, y, target, 1.0, aw, threshold=None))

@@ -14,7 +14,7 @@ from celebadiff.config import preset
 from celebadiff.diffusion import NoiseSchedule
 from celebadiff.editing import edit, set_attributes
 from celebadiff.models import build_model
-from celebadiff.unet import UNKNOWN
+from celebadiff.unet import PRESENT, UNKNOWN
 
 ASTRONAUT = Path(__file__).parents[1] / "notebooks" / "photos" / "astronaut.jpg"  # NASA, public domain
 NAMES = ("Smiling", "Eyeglasses", "Male")
@@ -208,8 +208,18 @@ def test_edit_faces_is_edit_and_reuses_the_inversion(astronaut, smoke):
         direct = edit(model, schedule, x0, y, attribute_strength=torch.tensor([[strength, 0, 0]]), steps=5)
         assert torch.equal(result.edited, direct)  # edit's own result, to the bit
         counts.append((len(calls), calls[-1], result.inversion_cached))
-    # first: inversion 5 + reconstruction 5 + mask 8 + generation 5; then mask and generation only
-    assert counts == [(23, 23, False), (13, 13, True)]
+    # first: inversion 5 + reconstruction 5 + mask 8 + generation 5; then generation only (the mask is
+    # the same at any size of the same edit, edit_direction)
+    assert counts == [(23, 23, False), (5, 5, True)]
+    # a target edit's mask does not depend on the strength: a moved strength slider regenerates only
+    target = y.clone()
+    target[0, 0] = PRESENT
+    for strength, evaluations in ((1.0, 13), (2.5, 5), (-1.0, 5)):
+        calls.clear()
+        result = photo.edit_faces(model, schedule, x0, y, target, strength=strength, steps=5, cache=cache,
+                                  callback=lambda done, total: calls.append(total))
+        assert len(calls) == calls[-1] == evaluations
+        assert torch.equal(result.edited, edit(model, schedule, x0, y, target, strength=strength, steps=5))
     sdedit = photo.edit_faces(model, schedule, x0, y, attribute_strength=torch.tensor([[1.0, 0, 0]]),
                               method="sdedit", steps=5)
     assert torch.equal(sdedit.edited, edit(model, schedule, x0, y, attribute_strength=torch.tensor([[1.0, 0, 0]]),

@@ -124,3 +124,18 @@ def test_inversion_trajectory_holds_every_latent_at_its_timestep():
     for i in range(1, 11):  # trajectory[i] is at ts[i - 1]: one DDIM step down lands on trajectory[i - 1]
         down = ddim_step(s, trajectory[i], c, ts[i - 1], ts[i - 2] if i > 1 else -1)
         torch.testing.assert_close(down, trajectory[i - 1], atol=1e-5, rtol=0)
+
+
+def test_at_strength_one_the_source_condition_is_not_evaluated():
+    y = torch.tensor([[ABSENT, PRESENT, ABSENT], [PRESENT, PRESENT, ABSENT]])
+    target = torch.tensor([[PRESENT, ABSENT, ABSENT], [PRESENT, ABSENT, PRESENT]])
+    x, t = torch.zeros(2, 1, 1, 1), torch.zeros(2, dtype=torch.long)
+    batches = []
+
+    def recorded(x_t, t, y):
+        batches.append(len(x_t))
+        return linear_model(x_t, t, y)
+    torch.testing.assert_close(guided(recorded, target=target)(x, t, y), linear_model(x, t, target))
+    # strength 1 evaluates the target alone (one batch of 2); 2.5 needs eps(y) as well (2 x 2)
+    guided(recorded, target=target, target_w=2.5)(x, t, y)
+    assert batches == [2, 4]
