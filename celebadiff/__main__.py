@@ -77,7 +77,13 @@ def build_parser():
     edit.add_argument("--all-faces", action="store_true", help="edit every face of a photo, not only the largest")
     edit.add_argument("--aligned", action="store_true",
                       help="the images are already framed like the training data: skip face detection")
-    edit.add_argument("--strength", type=float, default=1.0)
+    edit.add_argument("--strength", action="append", default=[], metavar="S|NAME=S",
+                      help="strength of the edit (default 1; 0: the reconstruction, 2: twice as strong); "
+                           "NAME=S: of one --set attribute alone (then each acts in its own region), repeatable")
+    edit.add_argument("--region", action="append", default=[], metavar="NAME=MASK",
+                      help="where the --set change of NAME may act: a mask image (white = may change, black = "
+                           "keep; any size, resized to the aligned face of --face-out) or one of mouth, eyes, "
+                           "hair, face, all, diffedit (its own DiffEdit mask, the default); repeatable")
     edit.add_argument("--method", default="ddib", choices=["ddib", "sdedit"])
     edit.add_argument("--mask", action=argparse.BooleanOptionalAction, default=None,
                       help="DDIB: regenerate only where the edit acts (DiffEdit's mask; the default for ddib)")

@@ -21,6 +21,16 @@ Source attributes, per attribute, first found wins:
     3. an attribute classifier's prediction on the aligned face (probability > 0.5): `--classifier`, by
        default the model's committed judge (`celeba64-judge` for `celeba64`, `demo-judge` for `demo`);
     4. UNKNOWN: the edit then uses per-attribute guidance from "unknown" instead of a flip.
+
+Region-wise editing (`celebadiff.regions`, `editing.edit_regions`): with a `--region NAME=MASK` or a
+`--strength NAME=S`, each --set change acts only inside its own region and with its own strength, e.g.
+
+    edit --image face.png --set Smiling=1 --set Eyeglasses=1 --region Smiling=mouth --strength Smiling=2 ...
+
+MASK is a mask image over the aligned face (the first panel of --face-out): white = may change, black =
+keep, grey in between; any size, resized to the model's; or a named region (mouth, eyes, hair, face,
+all, placed from the landmark template), or `diffedit`, the change's own DiffEdit mask (the default of
+a change given no --region; with --no-mask, `all`). A bare `--strength S` is every change's strength.
 """
 
 import sys
@@ -36,6 +46,7 @@ from .editing import set_attributes
 from .faces import align, detect, refine
 from .models import judge_for, load_model, resolve
 from .photo import Photo, edit_faces, frame_faces, is_celeba_frame, paste_faces, read_photo, write_photo
+from .regions import OWN_MASK, REGIONS, layout_of, named_region, read_region, region_edit_faces
 from .unet import UNKNOWN
 
 BATCH = 64  # faces edited together
@@ -60,6 +71,72 @@ def parse_pairs(pairs, flag, valid, checkpoint=""):
             raise ValueError(f"{flag} {pair}: {err}") from err
         out[name] = int(value)
     return out
+
+
+def parse_strengths(values, targets):
+    """["2", "Smiling=1.5"] -> (2.0, {"Smiling": 1.5}): the global strength (default 1) and per-attribute ones.
+
+    ValueError for a value that is not a number, a number given twice, or a NAME that is not a --set attribute."""
+    strength, per_attribute = None, {}
+    for text in values:
+        name, sep, value = (part.strip() for part in text.rpartition("="))
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"--strength {text}: expected a number or NAME=number, e.g. --strength 2 or "
+                             "--strength Smiling=2") from None
+        if not sep:
+            if strength is not None:
+                raise ValueError(f"--strength {text}: the global strength is already {strength:g}; give one "
+                                 "number, and NAME=S for single attributes")
+            strength = number
+        elif name not in targets:
+            raise ValueError(f"--strength {text}: {name} is not a --set attribute ({', '.join(targets)}); "
+                             "a per-attribute strength belongs to a change, so --set it too")
+        else:
+            per_attribute[name] = number
+    return (1.0 if strength is None else strength), per_attribute
+
+
+def parse_regions(pairs, targets, size):
+    """["Smiling=mouth", "Eyeglasses=m.png"] -> {"Smiling": "mouth", "Eyeglasses": (1, 1, size, size) tensor}.
+
+    Named regions stay names (they are placed per face, `regions.layout_of`); a mask file is read now, so a
+    missing or unreadable one fails before anything is written. ValueError / FileNotFoundError otherwise."""
+    out = {}
+    for pair in pairs:
+        name, sep, spec = (part.strip() for part in pair.partition("="))
+        if not sep or not name or not spec:
+            raise ValueError(f"--region {pair!r}: expected NAME=MASK, e.g. --region Smiling=mouth or "
+                             "--region Smiling=mask.png")
+        if name not in targets:
+            raise ValueError(f"--region {pair}: {name} is not a --set attribute ({', '.join(targets)}); a region "
+                             "says where a --set change may act, so --set it too")
+        if name in out:
+            raise ValueError(f"--region {pair}: {name} already has a region; give one per attribute")
+        out[name] = spec if spec in (*REGIONS, OWN_MASK) else read_region(spec, size, flag=f"--region {name}")
+    return out
+
+
+def _region_changes(targets, strength, strengths, regions, mask, layouts, size, crop, device):
+    """`edit_regions`' changes for faces of the given layouts: (name, value, strength, region on `device` or None).
+
+    A change without --region gets its own DiffEdit mask (None), or with --no-mask the whole frame."""
+    changes = []
+    for name, value in targets.items():
+        spec = regions.get(name, OWN_MASK if mask is not False else "all")
+        if isinstance(spec, str) and spec != OWN_MASK:
+            spec = torch.cat([named_region(spec, size, crop, layout) for layout in layouts])
+        region = None if isinstance(spec, str) else spec.to(device)
+        changes.append((name, value, strengths.get(name, strength), region))
+    return changes
+
+
+def _describe(targets, strength, strengths, regions, mask):
+    """"Smiling in mouth at strength 2; Eyeglasses in diffedit at strength 1" for the summary line."""
+    where = {k: v if isinstance(v, str) else "its mask image" for k, v in regions.items()}
+    default = OWN_MASK if mask is not False else "all"
+    return "; ".join(f"{k} in {where.get(k, default)} at strength {strengths.get(k, strength):g}" for k in targets)
 
 
 def image_paths(image):
@@ -224,6 +301,12 @@ def run_edit(args):
     given = parse_pairs(args.source, "--source", names, checkpoint)
     if args.method != "ddib" and args.mask:
         raise ValueError(f"a mask applies to DDIB only; leave out --mask with --method {args.method}")
+    strength, strengths = parse_strengths(args.strength, targets)
+    regions = parse_regions(args.region, targets, config.image_size)
+    by_region = bool(regions or strengths)
+    if by_region and args.method != "ddib":
+        raise ValueError(f"region-wise editing (--region, --strength NAME=S) is DDIB's; leave out --method "
+                         f"{args.method}")
 
     paths = image_paths(args.image)
     outputs = output_paths(paths, args.image, args.out)
@@ -234,6 +317,8 @@ def run_edit(args):
     rows = _DatasetRows()
     located = _located(paths, config, args, rows)
     face_paths = [path for path, crops in located for _ in crops]
+    layouts = [layout_of(*read_photo(path).size) if c.score is None else "celeba" for path, crops in located
+               for c in crops]  # where named regions lie: detected faces are aligned to CelebA's template
     x0 = torch.stack([c.x0 for _, crops in located for c in crops])  # (N faces, 3, S, S) uint8
     y_source, origin = source_states(face_paths, x0, config, given, args.classifier or judge_for(checkpoint))
     y_target = set_attributes(y_source, names, targets)
@@ -251,9 +336,15 @@ def run_edit(args):
     for first, last in _groups(located):
         n = sum(len(crops) for _, crops in located[first:last])
         faces = slice(face, face + n)
-        result = edit_faces(model, schedule, data.to_model_range(x0[faces]).to(device), y_source[faces].to(device),
-                            y_target[faces].to(device), method=args.method, strength=args.strength, steps=args.steps,
-                            seed=args.seed, mask=args.mask)
+        if by_region:
+            changes = _region_changes(targets, strength, strengths, regions, args.mask, layouts[faces],
+                                      config.image_size, config.crop, device)
+            result = region_edit_faces(model, schedule, data.to_model_range(x0[faces]).to(device),
+                                       y_source[faces].to(device), changes, names, steps=args.steps, seed=args.seed)
+        else:
+            result = edit_faces(model, schedule, data.to_model_range(x0[faces]).to(device),
+                                y_source[faces].to(device), y_target[faces].to(device), method=args.method,
+                                strength=strength, steps=args.steps, seed=args.seed, mask=args.mask)
         k = 0
         for (path, crops), i in zip(located[first:last], range(first, last)):
             part = slice(k, k + len(crops))
@@ -268,14 +359,14 @@ def run_edit(args):
     bar.close()
 
     change = ", ".join(f"{k}={v}" for k, v in targets.items())
+    how = _describe(targets, strength, strengths, regions, args.mask) if by_region else f"strength {strength:g}"
     if len(paths) == 1:
         boxes = "; ".join(f"face at {', '.join(str(round(v)) for v in c.box)}" for c in located[0][1]
                           if c.score is not None) or "aligned image, no detection"
-        print(f"wrote {outputs[0]} ({change}; {boxes}; source attributes: {origin[0]}; {args.method}, "
-              f"strength {args.strength})")
+        print(f"wrote {outputs[0]} ({change}; {boxes}; source attributes: {origin[0]}; {args.method}, {how})")
     else:
         print(f"wrote {len(outputs)} images to {Path(args.out)} ({len(face_paths)} faces; {change}; {args.method}, "
-              f"strength {args.strength})")
+              f"{how})")
     return outputs + (strips or [])
 
 

@@ -3,7 +3,11 @@ press Edit.
 
     source face (test image by index or thumbnail, or an uploaded photo: its largest face, found and aligned)
         + one slider per attribute, -3 "remove" .. 0 "keep" .. +3 "add"
+        + beside each slider, where it may act: "joint" (one DiffEdit mask for every joint slider), its own
+          DiffEdit mask, or a named region (mouth, eyes, hair, face, all; `celebadiff.regions`)
         --> celebadiff.photo.edit_faces(..., attribute_strength=slider values)   (in a background thread)
+            or, when a moved slider names a region, celebadiff.regions.region_edit_faces (each moved slider
+            its own change, strength and region; a "joint" one then gets its own DiffEdit mask)
         --> source | edited | |edited - source| heat map, and the classifier's reading of the result
         --> for a photo: the photo before (with the face's box) and after (the edit pasted back)
 
@@ -31,6 +35,7 @@ from .data import CelebADataset, to_model_range, to_uint8
 from .diffusion import NoiseSchedule
 from .models import load_model
 from .photo import InversionCache, draw_boxes, edit_faces, frame_faces, is_celeba_frame, paste_faces, read_photo
+from .regions import OWN_MASK, REGIONS, layout_of, named_region, region_edit_faces
 from .synthfaces import builtin_dataset
 from .unet import UNKNOWN, attribute_states
 
@@ -39,6 +44,8 @@ DIFF_GAIN = 4  # |edited - source| is amplified this much in the difference imag
 THUMBNAILS = 8  # faces in the thumbnail strip
 STRENGTH = 3.0  # slider range: -STRENGTH (remove) .. +STRENGTH (add)
 PHOTO_SIDE = 320  # an uploaded photo is shown at most this large
+JOINT = "joint"  # a slider's region: part of the joint edit, inside one DiffEdit mask
+REGION_OPTIONS = [("joint", JOINT), ("own mask", OWN_MASK), *((r, r) for r in REGIONS)]
 
 
 def png(image, scale=SCALE, fit=None):
@@ -87,7 +94,8 @@ class AttributeEditor:
         steps: the initial DDIM steps (25: a few seconds per edit for the 32 px demo model on a CPU).
 
     For tests and scripts: `run_edit()` edits synchronously with the current settings and returns the
-    (1, 3, H, W) result; `busy`, `status` (HTML), `result`, `sliders` {name: FloatSlider}, `edit_button`;
+    (1, 3, H, W) result; `busy`, `status` (HTML), `result`, `sliders` {name: FloatSlider}, `regions`
+    {name: Dropdown of REGION_OPTIONS}, `mask` (where the last edit acted, (1, 1, S, S) or None), `edit_button`;
     after an edit of an uploaded photo, `pasted` is the whole photo edited (a `photo.Photo`).
     """
 
@@ -106,6 +114,8 @@ class AttributeEditor:
         self.result = None
         self._lock, self._thread = threading.Lock(), None
         self._source = self._source_states = None
+        self._layout = "celeba"  # where named regions lie on the current face (`regions.layout_of`)
+        self.mask = None
         self._uploaded = False
         self._photo = self._crop = self.pasted = None  # an uploaded photo, its face, the photo edited
         self._cache = InversionCache()
@@ -142,6 +152,9 @@ class AttributeEditor:
         self.sliders = {name: widgets.FloatSlider(0.0, min=-STRENGTH, max=STRENGTH, step=0.25, description=name,
                                                   readout_format="+.2f", style=wide, continuous_update=False)
                         for name in self.names}
+        narrow = widgets.Layout(width="105px")
+        self.regions = {name: widgets.Dropdown(options=REGION_OPTIONS, value=JOINT, layout=narrow)
+                        for name in self.names}
         self.method = widgets.ToggleButtons(options=[("DDIB", "ddib"), ("SDEdit", "sdedit")], description="method")
         self.steps = widgets.IntSlider(steps, min=10, max=100, description="DDIM steps", continuous_update=False)
         self.seed = widgets.IntText(0, description="seed (SDEdit)", style=wide, layout=widgets.Layout(width="230px"))
@@ -177,8 +190,11 @@ class AttributeEditor:
                               *[widgets.VBox([t, p]) for t, p in zip(self.thumbnails, self.picks)],
                               self.page_buttons[1]])
         hint = widgets.HTML("<b>Attributes</b>: &minus; removes, 0 keeps, + adds (1: exactly the target, "
-                            "more: stronger, as classifier-free guidance)")
-        columns = [widgets.VBox(list(self.sliders.values())[i::2]) for i in (0, 1)]
+                            "more: stronger, as classifier-free guidance). Beside each, <b>where</b> it may act: "
+                            "<i>joint</i> (one mask the model finds for all joint sliders), its <i>own mask</i>, or "
+                            "a region of the face")
+        rows = [widgets.HBox([self.sliders[n], self.regions[n]]) for n in self.names]
+        columns = [widgets.VBox(rows[i::2]) for i in (0, 1)]
         captions = {"source": "source", "edited": "edited", "difference": f"|edited &minus; source| &times;{DIFF_GAIN}"}
         results = widgets.HBox([widgets.VBox([widgets.HTML(f"<center>{captions[k]}</center>"), im])
                                 for k, im in self.images.items()] + [self.reading])
@@ -191,9 +207,11 @@ class AttributeEditor:
         self._turn_page(0)
 
     def reset_sliders(self):
-        """Every attribute slider back to 0 (keep)."""
+        """Every attribute slider back to 0 (keep), and every region back to joint."""
         for slider in self.sliders.values():
             slider.value = 0.0
+        for region in self.regions.values():
+            region.value = JOINT
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = self.widget._repr_mimebundle_(**kwargs) or {}
@@ -227,6 +245,8 @@ class AttributeEditor:
         self._uploaded = False
         self._photo = self._crop = None
         self.photo_row.layout.display = "none"
+        with Image.open(self.dataset.paths[self.index.value]) as im:  # the header only: its size
+            self._layout = layout_of(im.height, im.width)
         self._set_source(image[None], attribute_states(labels[None]), f"{self.dataset.split} image #{self.index.value}")
         if not self._first <= self.index.value < self._first + THUMBNAILS:
             self._turn_page(0)
@@ -244,6 +264,7 @@ class AttributeEditor:
             self._say(str(err), error=True)
             return
         self._uploaded = True
+        self._layout = "celeba" if crop.score is not None else layout_of(*photo.size)
         image = to_model_range(crop.x0)[None]
         self._set_source(image, self._read_states(image), f"upload {name}")
         self._photo, self._crop = photo, crop
@@ -267,7 +288,7 @@ class AttributeEditor:
         self._source, self._source_states = image, states
         self.images["source"].value = png(to_uint8(image[0]))
         self.images["edited"].value = self.images["difference"].value = b""
-        self.reading.value, self.result, self.pasted = "", None, None
+        self.reading.value, self.result, self.pasted, self.mask = "", None, None, None
         present = [n for n, s in zip(self.names, states[0].tolist()) if s == 1]
         unknown = sum(s == UNKNOWN for s in states[0].tolist())
         text = f"<b>{html.escape(label)}</b> shows: {', '.join(present) or 'none of the attributes'}"
@@ -320,11 +341,21 @@ class AttributeEditor:
         self.progress.value = 0
         self._say(f"editing with {self.method.label}, {self.steps.value} steps ...")
         start = time.perf_counter()
-        result = edit_faces(self.model, self.schedule, source.to(device), states.to(device), method=self.method.value,
-                            attribute_strength=strengths.to(device), steps=self.steps.value, seed=self.seed.value,
-                            reconstruct=photo is not None, cache=self._cache, callback=self._progress)
+        changes = self._region_changes(strengths[0], device)
+        if changes:
+            if self.method.value != "ddib":
+                raise ValueError("regions are DDIB's: choose the DDIB method, or set every moved slider's region "
+                                 "to joint")
+            result = region_edit_faces(self.model, self.schedule, source.to(device), states.to(device), changes,
+                                       self.names, steps=self.steps.value, seed=self.seed.value,
+                                       reconstruct=photo is not None, callback=self._progress)
+        else:
+            result = edit_faces(self.model, self.schedule, source.to(device), states.to(device),
+                                method=self.method.value, attribute_strength=strengths.to(device),
+                                steps=self.steps.value, seed=self.seed.value, reconstruct=photo is not None,
+                                cache=self._cache, callback=self._progress)
         edited = result.edited.cpu()
-        self.result = edited
+        self.result, self.mask = edited, None if result.mask is None else result.mask.cpu()
         shown = edited.clamp(-1, 1)  # strong edits overshoot [-1, 1]; show and judge the image as displayed
         self.images["edited"].value = png(to_uint8(shown[0]))
         self.images["difference"].value = png(difference_heat(source[0], shown[0]))
@@ -332,11 +363,25 @@ class AttributeEditor:
         if photo is not None:
             self.pasted = paste_faces(photo, [crop], result.select(slice(0, 1)))
             self.photos["photo_edited"].value = png(self.pasted.rgb, fit=PHOTO_SIDE)
-        moved = ", ".join(f"{n} {s:+.2f}" for n, s in zip(self.names, strengths[0].tolist()) if s) or \
+        moved = ", ".join(f"{n} {s:+.2f}" + (f" in {self.regions[n].label}" if changes else "")
+                          for n, s in zip(self.names, strengths[0].tolist()) if s) or \
             "no slider moved: this is the DDIM reconstruction"
         reused = "; the face's inversion reused" if result.inversion_cached else ""
         self._say(f"edited in {time.perf_counter() - start:.1f} s ({moved}{reused})")
         return edited
+
+    def _region_changes(self, strengths, device):
+        """`edit_regions` changes of the moved sliders when one of them names a region, else [] (the joint edit)."""
+        moved = [(n, s) for n, s in zip(self.names, strengths.tolist()) if s]
+        if all(self.regions[n].value == JOINT for n, _ in moved):
+            return []
+        size, crop = self.config.image_size, self.config.crop
+        changes = []
+        for name, s in moved:
+            where = self.regions[name].value
+            region = None if where in (JOINT, OWN_MASK) else named_region(where, size, crop, self._layout).to(device)
+            changes.append((name, int(s > 0), abs(s), region))
+        return changes
 
     def _progress(self, done, total):
         self.progress.max, self.progress.value = total, done
