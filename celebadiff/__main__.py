@@ -78,7 +78,7 @@ def build_parser():
     edit.add_argument("--aligned", action="store_true",
                       help="the images are already framed like the training data: skip face detection")
     edit.add_argument("--strength", action="append", default=[], metavar="S|NAME=S",
-                      help="strength of the edit (default 1; 0: the reconstruction, 2: twice as strong); "
+                      help="strength of the edit (default: the model's: 2 for celeba64, else 1; 0: reconstruct); "
                            "NAME=S: of one --set attribute alone (then each acts in its own region), repeatable")
     edit.add_argument("--region", action="append", default=[], metavar="NAME=MASK",
                       help="where the --set change of NAME may act: a mask image (white = may change, black = "
@@ -125,7 +125,8 @@ def build_parser():
     evaluate.add_argument("--steps", type=int, default=50)
     evaluate.add_argument("--methods", default="ddib-mask,sdedit",
                           help="comma-separated editors to score: ddib-mask (edit's default), ddib, sdedit")
-    evaluate.add_argument("--strength", type=float, default=1.0)
+    evaluate.add_argument("--strength", type=float, default=None,
+                          help="edit strength (default: the model's, as for edit: 2 for celeba64, else 1)")
     return parser
 
 

@@ -44,7 +44,7 @@ from . import data
 from .diffusion import NoiseSchedule
 from .editing import set_attributes
 from .faces import align, detect, refine
-from .models import judge_for, load_model, resolve
+from .models import default_strength, judge_for, load_model, resolve
 from .photo import Photo, edit_faces, frame_faces, is_celeba_frame, paste_faces, read_photo, write_photo
 from .regions import OWN_MASK, REGIONS, layout_of, named_region, read_region, region_edit_faces
 from .unet import UNKNOWN
@@ -73,8 +73,9 @@ def parse_pairs(pairs, flag, valid, checkpoint=""):
     return out
 
 
-def parse_strengths(values, targets):
-    """["2", "Smiling=1.5"] -> (2.0, {"Smiling": 1.5}): the global strength (default 1) and per-attribute ones.
+def parse_strengths(values, targets, default=1.0):
+    """["2", "Smiling=1.5"] -> (2.0, {"Smiling": 1.5}): the global strength (`default` when none is given:
+    the model's, `models.default_strength`) and per-attribute ones.
 
     ValueError for a value that is not a number, a number given twice, or a NAME that is not a --set attribute."""
     strength, per_attribute = None, {}
@@ -95,7 +96,7 @@ def parse_strengths(values, targets):
                              "a per-attribute strength belongs to a change, so --set it too")
         else:
             per_attribute[name] = number
-    return (1.0 if strength is None else strength), per_attribute
+    return (default if strength is None else strength), per_attribute
 
 
 def parse_regions(pairs, targets, size):
@@ -301,7 +302,7 @@ def run_edit(args):
     given = parse_pairs(args.source, "--source", names, checkpoint)
     if args.method != "ddib" and args.mask:
         raise ValueError(f"a mask applies to DDIB only; leave out --mask with --method {args.method}")
-    strength, strengths = parse_strengths(args.strength, targets)
+    strength, strengths = parse_strengths(args.strength, targets, default_strength(checkpoint))
     regions = parse_regions(args.region, targets, config.image_size)
     by_region = bool(regions or strengths)
     if by_region and args.method != "ddib":

@@ -269,7 +269,7 @@ def edit_regions(model, schedule, x0, y_source, changes, attribute_names=None, s
         if region is None:
             region = edit_mask(model, schedule, x0, y_source, target, strength, mask_t=mask_t,
                                threshold=mask_threshold, draws=mask_draws, seed=seed)
-        if region.any():  # an empty region adds no term: no model evaluations for it
+        if region.any() and torch.as_tensor(strength).ne(0).any():  # an empty or zero term: no evaluations
             targets.append(target)
             regions.append(region.expand(len(x0), -1, -1, -1))
             coefs.append(torch.as_tensor(strength, dtype=x0.dtype, device=x0.device).reshape(-1, 1, 1, 1) * regions[-1])

@@ -80,6 +80,8 @@ def edit_faces(model, schedule, x0, labels, names, method="ddib", steps=50, stre
 def _captions(fig, cell_labels, fontsize=7):
     """Write cell_labels[i][j] under cell (i, j) of a figure made by image_grid."""
     columns = max(len(r) for r in cell_labels)
+    width, height = fig.get_size_inches()
+    fig.set_size_inches(width, height + 0.15 * len(cell_labels))  # room for a caption line under every row
     for i, row in enumerate(cell_labels):
         for j, text in enumerate(row):
             if text:

@@ -298,3 +298,11 @@ def test_align_writes_celeba_aligned_faces_for_a_file_and_a_folder(celeba_sample
     assert abs(eyes[0, 1] - eyes[1, 1]) < 3  # level again
     assert (found[0].landmarks - torch.tensor(faces.TEMPLATE, dtype=torch.float64)).norm(dim=1).mean() < 5
     assert main(["align", "--image", str(folder / "astronaut.jpg"), "--out", str(tmp_path / "one.png")]) == 0
+
+
+def test_the_real_face_model_edits_at_its_own_default_strength(celeba, tmp_path, monkeypatch):
+    calls = _recording_edit(monkeypatch)
+    image = celeba / "img_align_celeba" / "000001.jpg"
+    assert _edit("celeba64", image, tmp_path / "out.png", "--set", "Smiling=1") == 0
+    assert _edit("celeba64", image, tmp_path / "out1.png", "--set", "Smiling=1", "--strength", "1") == 0
+    assert [kwargs["strength"] for _, _, kwargs in calls] == [2.0, 1.0]

@@ -204,6 +204,9 @@ def test_empty_regions_give_exactly_the_reconstruction(setup):
     out = edit_regions(model, s, x0, y, [("Eyeglasses", 1, 2.0, empty), ("Male", 0, 1.0, empty)], NAMES, steps=10,
                        callback=lambda done, total: calls.append((done, total)))
     assert torch.equal(out, recon) and calls[-1] == (20, 20)  # no mask draws: the regions were given
+    # a change of strength 0 is no change, wherever its region lies
+    full = torch.ones(1, 1, 16, 16)
+    torch.testing.assert_close(edit_regions(model, s, x0, y, [("Eyeglasses", 1, 0.0, full)], NAMES, steps=10), recon)
 
 
 def test_outside_every_region_the_face_is_kept(setup):

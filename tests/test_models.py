@@ -19,6 +19,14 @@ def test_committed_models_are_found_by_name():
     assert judge_for("celeba64") == models.CHECKPOINTS / "celeba64-judge.safetensors"
 
 
+def test_real_faces_edit_at_strength_two_by_default(tmp_path):
+    assert models.default_strength("celeba64") == 2.0
+    assert models.default_strength("demo") == 1.0
+    copied = tmp_path / "celeba64.safetensors"  # the name counts only for the committed file
+    copied.write_bytes(b"")
+    assert models.default_strength(copied) == 1.0
+
+
 def test_an_unknown_name_lists_the_committed_ones(tmp_path):
     with pytest.raises(FileNotFoundError, match="no model 'celeba128'.*celeba64, celeba64-judge, demo"):
         resolve("celeba128")
