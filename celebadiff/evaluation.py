@@ -459,11 +459,15 @@ def strength_curve(model, schedule, config, root, strengths=(0, 0.5, 1, 1.5, 2, 
 
 # --- figures and reports ----------------------------------------------------------------------------
 
-def plot_strength_curve(curve):
-    """Edit success (y) against preservation (x), a line per method, points labelled with their knob."""
+def plot_strength_curve(curve, preservation_target=None):
+    """Edit success (y) against preservation (x), a line per method, points labelled with their knob.
+
+    preservation_target: the left edge of the shaded target region (default: the built-in faces' 0.95;
+    on real faces the unchanged photos' preservation minus REAL_PRESERVATION_SLACK)."""
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    ax.fill_between([TARGETS["preservation"][1], 1.0], TARGETS["edit_success"][1], 1.0, color="tab:green",
-                    alpha=0.12, label="target region")
+    left = TARGETS["preservation"][1] if preservation_target is None else preservation_target
+    ax.fill_between([left, 1.0], TARGETS["edit_success"][1], 1.0, color="tab:green", alpha=0.12,
+                    label="target region")
     for method, entry in curve.items():
         prefix = "s=" if entry["knob"] == "strength" else "t0="
         x = [p["preservation"] for p in entry["points"]]

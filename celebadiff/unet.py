@@ -54,7 +54,7 @@ class Block(nn.Module):
         self.norm2, self.conv2 = norm(ch_out), nn.Conv2d(ch_out, ch_out, 3, padding=1)
         self.dropout = nn.Dropout(dropout)
         self.skip = nn.Conv2d(ch_in, ch_out, 1) if ch_in != ch_out else nn.Identity()
-        nn.init.zeros_(self.conv2.weight)  # each block starts as the identity: stable early training
+        nn.init.zeros_(self.conv2.weight)  # starts as its skip path (the identity where ch_in == ch_out): stable
         nn.init.zeros_(self.conv2.bias)
 
     def forward(self, x, emb):  # x: (B, C_in, H, W), emb: (B, E)
