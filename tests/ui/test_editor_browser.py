@@ -223,7 +223,8 @@ def drive_the_editor(lab, page):
         const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(p => p.textContent);
         const raised = [...document.querySelectorAll({json.dumps(STDERR)})]
             .some(e => e.textContent.includes('Traceback'));
-        return raised || (prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p)));
+        // collapsed (source_hidden) solution cells show no prompt: done = none queued or running, some numbered
+        return raised || (prompts.some(p => /\\[\\d+\\]/.test(p)) && !prompts.some(p => /\\[\\*\\]/.test(p)));
     }}""", timeout=RUN_S * 1000)
     errors = page.locator(STDERR).filter(has_text="Traceback")
     assert errors.count() == 0, f"a notebook cell raised:\n{errors.first.inner_text()[-2000:]}"
