@@ -235,7 +235,7 @@ def regenerate(model, schedule, trajectory, y_source, y_target=None, strength=1.
 
 @torch.no_grad()
 def edit_regions(model, schedule, x0, y_source, changes, attribute_names=None, steps=50, mask_t=0.5,
-                 mask_threshold=0.1, mask_draws=4, seed=0, callback=None, progress=False):
+                 mask_threshold=0.1, mask_draws=4, seed=0, callback=None, progress=False, trajectory=None):
     """Edit several attributes at once, each only inside its own region and with its own strength (DDIB).
 
     Inverts x0 once under y_source, then runs DDIM down under eps_regions (module docstring) and after
@@ -255,6 +255,8 @@ def edit_regions(model, schedule, x0, y_source, changes, attribute_names=None, s
         attribute_names: the names y is made of (config.attributes); needed to name attributes.
         steps: DDIM steps for inversion and for generation each.
         callback: called as callback(done, total) after every model evaluation.
+        trajectory: a kept `ddim_invert(..., steps, return_trajectory=True)` of x0 under y_source, as for
+            `regenerate` (its steps are then not counted or run again); None inverts here.
     Returns:
         (B, 3, H, W) edited faces, float, about [-1, 1]; outside every region exactly x0 (a face with no
         region at all: its DDIM reconstruction, as `edit` gives a face with nothing to change).
@@ -262,7 +264,7 @@ def edit_regions(model, schedule, x0, y_source, changes, attribute_names=None, s
     if not changes:
         raise ValueError("changes is empty; give at least one, e.g. [('Smiling', 1, 1.0, None)]")
     plan = [_region_change(change, y_source, attribute_names, x0) for change in changes]
-    total = 2 * steps + 2 * mask_draws * sum(region is None for _, _, region in plan)
+    total = (steps if trajectory is None else 0) + steps + 2 * mask_draws * sum(region is None for _, _, region in plan)
     model = counting(model, callback, total) if callback else model
     targets, regions, coefs = [], [], []
     for target, strength, region in plan:
@@ -274,7 +276,8 @@ def edit_regions(model, schedule, x0, y_source, changes, attribute_names=None, s
             regions.append(region.expand(len(x0), -1, -1, -1))
             coefs.append(torch.as_tensor(strength, dtype=x0.dtype, device=x0.device).reshape(-1, 1, 1, 1) * regions[-1])
     union = torch.stack(regions).amax(0) if regions else torch.zeros_like(x0[:, :1])
-    trajectory = ddim_invert(model, schedule, x0, y_source, steps=steps, progress=progress, return_trajectory=True)
+    if trajectory is None:
+        trajectory = ddim_invert(model, schedule, x0, y_source, steps=steps, progress=progress, return_trajectory=True)
     return _masked_ddim(_region_guided(model, targets, coefs), schedule, trajectory, union, y_source, steps, progress)
 
 

@@ -137,7 +137,8 @@ def region_edit_faces(model, schedule, x0, y_source, changes, attribute_names, s
         FaceEdit: edited (equal to `edit_regions(...)` with the same changes), reconstruction or None,
         mask = the union of the regions (B, 1, S, S), where the edit may have changed the face.
     """
-    total = 2 * steps * (2 if reconstruct else 1) + 2 * mask_draws * sum(len(c) < 4 or c[3] is None for c in changes)
+    # one inversion serves the edit and the reconstruction
+    total = steps * (3 if reconstruct else 2) + 2 * mask_draws * sum(len(c) < 4 or c[3] is None for c in changes)
     counted = counting(model, callback, total) if callback else model
     explicit = []
     for change in changes:
@@ -147,10 +148,9 @@ def region_edit_faces(model, schedule, x0, y_source, changes, attribute_names, s
             region = edit_mask(counted, schedule, x0, y_source, target, strength, mask_t=mask_t,
                                threshold=mask_threshold, draws=mask_draws, seed=seed)
         explicit.append((attribute, value, strength, region.to(x0)))
-    edited = edit_regions(counted, schedule, x0, y_source, explicit, attribute_names, steps=steps)
+    trajectory = ddim_invert(counted, schedule, x0, y_source, steps=steps, return_trajectory=True)
+    edited = edit_regions(counted, schedule, x0, y_source, explicit, attribute_names, steps=steps,
+                          trajectory=trajectory)
     union = torch.stack([r.expand(len(x0), -1, -1, -1) for *_, r in explicit]).amax(0)
-    reconstruction = None
-    if reconstruct:
-        reconstruction = ddim_sample(counted, schedule, ddim_invert(counted, schedule, x0, y_source, steps=steps),
-                                     y_source, steps=steps)
+    reconstruction = ddim_sample(counted, schedule, trajectory[-1], y_source, steps=steps) if reconstruct else None
     return FaceEdit(edited, reconstruction, union, False)

@@ -1,13 +1,22 @@
-"""Shared fixtures: a tiny CelebA-format folder written by the test, and the real sample if present."""
+"""Shared fixtures: a tiny CelebA-format folder written by the test, the real sample if present, a tiny
+random U-Net with faces to edit, and a tiny checkpoint for the command line."""
 
+import copy
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from celebadiff.config import preset
 from celebadiff.data import CELEBA_ATTRIBUTES
+from celebadiff.diffusion import NoiseSchedule
+from celebadiff.models import build_model
+from celebadiff.unet import ABSENT, PRESENT, UNet
+
+EDIT_NAMES = ("Smiling", "Eyeglasses", "Male")  # the attributes of the tiny models below
 
 CELEBA_SAMPLE = Path(os.environ.get("CELEBA_ROOT", Path(__file__).parents[1] / ".." / "shared" / "celeba-sample"))
 
@@ -46,3 +55,39 @@ def celeba_sample():
     if not (CELEBA_SAMPLE / "list_attr_celeba.txt").exists():
         pytest.skip(f"real CelebA sample not found at {CELEBA_SAMPLE} (set CELEBA_ROOT)")
     return CELEBA_SAMPLE
+
+
+@pytest.fixture(scope="module")
+def tiny_unet():
+    """(model, schedule, x0 (2, 3, 16, 16), y): a random U-Net on EDIT_NAMES whose attributes matter."""
+    torch.manual_seed(0)
+    model = UNet(channels=(8, 16), attention=(False, False), n_attributes=3).eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    torch.nn.init.normal_(model.attr_emb.weight, std=1.0)
+    x0 = torch.rand(2, 3, 16, 16) * 2 - 1
+    y = torch.tensor([[ABSENT, ABSENT, PRESENT], [PRESENT, ABSENT, ABSENT]])
+    return model, NoiseSchedule.linear(100), x0, y
+
+
+def edit_checkpoint(path, attributes=EDIT_NAMES):
+    """A tiny random 16 px checkpoint file for the command line."""
+    from celebadiff.train import save_checkpoint
+    config = preset("smoke", attributes=attributes, image_size=16)
+    torch.manual_seed(0)
+    model = build_model(config)
+    for p in model.parameters():  # random weights everywhere: a fresh U-Net's blocks are identities
+        torch.nn.init.normal_(p, std=0.05)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, config, 0, model, copy.deepcopy(model))
+    return path
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    return edit_checkpoint(tmp_path / "model.safetensors")
+
+
+@pytest.fixture
+def celeba(tmp_path):
+    return write_celeba(tmp_path / "celeba", n=6, partition=[0, 0, 1, 1, 2, 2])

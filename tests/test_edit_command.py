@@ -1,7 +1,6 @@
 """`python -m celebadiff edit` and `align` end to end on a tiny untrained checkpoint: outputs, source
 attributes, photos (detection, paste-back at full size), errors."""
 
-import copy
 import sys
 import types
 from pathlib import Path
@@ -9,41 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_celeba
+from conftest import EDIT_NAMES, edit_checkpoint
 from PIL import Image
 
 from celebadiff import edit_command, faces
 from celebadiff.__main__ import main
-from celebadiff.config import preset
 from celebadiff.data import CELEBA_ATTRIBUTES
-from celebadiff.models import build_model
 from celebadiff.photo import FaceEdit
-from celebadiff.train import save_checkpoint
 from celebadiff.unet import PRESENT, UNKNOWN
 
-NAMES = ("Smiling", "Eyeglasses", "Male")
+NAMES = EDIT_NAMES
 ASTRONAUT = Path(__file__).parents[1] / "notebooks" / "photos" / "astronaut.jpg"  # NASA, public domain
-
-
-def _checkpoint(path, attributes=NAMES):
-    config = preset("smoke", attributes=attributes, image_size=16)
-    torch.manual_seed(0)
-    model = build_model(config)
-    for p in model.parameters():  # random weights everywhere: a fresh U-Net's blocks are identities
-        torch.nn.init.normal_(p, std=0.05)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, config, 0, model, copy.deepcopy(model))
-    return path
-
-
-@pytest.fixture
-def ckpt(tmp_path):
-    return _checkpoint(tmp_path / "model.safetensors")
-
-
-@pytest.fixture
-def celeba(tmp_path):
-    return write_celeba(tmp_path / "celeba", n=6, partition=[0, 0, 1, 1, 2, 2])
 
 
 def _edit(ckpt, image, out, *extra):
@@ -230,7 +205,7 @@ def test_a_missing_checkpoint_fails_and_writes_nothing(celeba, tmp_path, capsys)
 
 
 def test_a_checkpoint_of_another_model_rejects_attributes_it_was_not_trained_with(celeba, tmp_path, capsys):
-    other = _checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors", attributes=("Bangs", "Wearing_Hat"))
+    other = edit_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors", attributes=("Bangs", "Wearing_Hat"))
     image = celeba / "img_align_celeba" / "000001.jpg"
     _fails(capsys, _edit(tmp_path / "run", image, tmp_path / "e.png", "--set", "Smiling=1"),
            "trained without Smiling", "it can edit only Bangs, Wearing_Hat")

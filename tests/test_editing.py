@@ -7,21 +7,14 @@ import torch
 from celebadiff.diffusion import NoiseSchedule
 from celebadiff.editing import edit, edit_mask, edit_regions, regenerate, set_attributes
 from celebadiff.sampling import ddim_invert, ddim_sample, ddim_timesteps
-from celebadiff.unet import ABSENT, PRESENT, UNKNOWN, UNet
+from celebadiff.unet import ABSENT, PRESENT, UNKNOWN
 
 NAMES = ("Smiling", "Eyeglasses", "Male")
 
 
 @pytest.fixture(scope="module")
-def setup():
-    torch.manual_seed(0)
-    model = UNet(channels=(8, 16), attention=(False, False), n_attributes=3).eval()
-    for p in model.parameters():
-        torch.nn.init.normal_(p, std=0.05)
-    torch.nn.init.normal_(model.attr_emb.weight, std=1.0)
-    x0 = torch.rand(2, 3, 16, 16) * 2 - 1
-    y = torch.tensor([[ABSENT, ABSENT, PRESENT], [PRESENT, ABSENT, ABSENT]])
-    return model, NoiseSchedule.linear(100), x0, y
+def setup(tiny_unet):
+    return tiny_unet
 
 
 def test_strength_zero_is_exactly_the_ddim_reconstruction(setup):

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from conftest import write_celeba
 from PIL import Image
-from test_edit_command import NAMES, _checkpoint, _edit, _pixels
+from test_edit_command import NAMES, _edit, _pixels
 from test_widgets import STEPS, faces, parts  # noqa: F401 (fixtures)
 
 from celebadiff import edit_command, synthfaces
@@ -15,7 +14,7 @@ from celebadiff.faces import TEMPLATE, apply, frame_transform
 from celebadiff.photo import FaceEdit
 from celebadiff.regions import layout_of, named_region, read_region, region_edit_faces
 from celebadiff.sampling import ddim_invert, ddim_sample
-from celebadiff.unet import ABSENT, PRESENT, UNet
+from celebadiff.unet import ABSENT, PRESENT
 from celebadiff.widgets import AttributeEditor
 
 # --- named regions and mask images ---------------------------------------------------------------------
@@ -91,19 +90,8 @@ def test_pixels_outside_an_attributes_region_are_unchanged_by_its_edit():
     assert torch.equal(both[..., outside_mouth & outside_eyes], x0[..., outside_mouth & outside_eyes])
 
 
-@pytest.fixture(scope="module")
-def unet():
-    torch.manual_seed(0)
-    model = UNet(channels=(8, 16), attention=(False, False), n_attributes=3).eval()
-    for p in model.parameters():
-        torch.nn.init.normal_(p, std=0.05)
-    torch.nn.init.normal_(model.attr_emb.weight, std=1.0)
-    x0 = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
-    return model, NoiseSchedule.linear(100), x0, torch.tensor([[ABSENT, ABSENT, PRESENT], [PRESENT, ABSENT, ABSENT]])
-
-
-def test_region_edit_faces_is_edit_regions_with_the_union_and_the_reconstruction(unet):
-    model, s, x0, y = unet
+def test_region_edit_faces_is_edit_regions_with_the_union_and_the_reconstruction(tiny_unet):
+    model, s, x0, y = tiny_unet
     top = torch.zeros(1, 1, 16, 16)
     top[..., :6, :] = 1
     changes = [("Eyeglasses", 1, 1.5, top), ("Male", 0, 2.0)]  # Male: its own DiffEdit mask
@@ -114,20 +102,10 @@ def test_region_edit_faces_is_edit_regions_with_the_union_and_the_reconstruction
     torch.testing.assert_close(out.mask, torch.maximum(top.expand(2, -1, -1, -1), male_mask))
     torch.testing.assert_close(out.reconstruction, ddim_sample(model, s, ddim_invert(model, s, x0, y, steps=5), y,
                                                                steps=5))
-    assert calls[-1] == (28, 28) and len(calls) == 28  # 8 mask draws for Male, 5 + 5 edit, 5 + 5 reconstruction
+    assert calls[-1] == (23, 23) and len(calls) == 23  # Male's 8 mask draws; inversion, edit, recon: 5 each
 
 
 # --- the command ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def ckpt(tmp_path):
-    return _checkpoint(tmp_path / "model.safetensors")
-
-
-@pytest.fixture
-def celeba(tmp_path):
-    return write_celeba(tmp_path / "celeba", n=6, partition=[0, 0, 1, 1, 2, 2])
 
 
 def test_edit_with_regions_writes_an_image_changed_only_inside_them(ckpt, celeba, tmp_path, capsys):
