@@ -39,22 +39,25 @@ def main():
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--weight", type=float, default=1.0, help="contrastive_weight of the second arm")
     p.add_argument("--n", type=int, default=256, help="test faces per scorecard")
+    p.add_argument("--seed", type=int, default=0, help="training seed of both arms (data order, noise, dropout)")
     p.add_argument("--out", default="runs/contrastive", help="folder for the two runs and their scorecards")
     p.add_argument("--md", default="benchmarks/contrastive_comparison.md")
     args = p.parse_args()
     py, out = sys.executable, ROOT / args.out
-    arms, times = {"W = 0": 0.0, f"W = {args.weight:g}": args.weight}, {}
+    arms, times, folders = {"W = 0": 0.0, f"W = {args.weight:g}": args.weight}, {}, {}
     for name, w in arms.items():
-        folder = out / f"w{w:g}"
+        folder = out / f"w{w:g}" if args.seed == 0 else out / f"seed{args.seed}-w{w:g}"
+        folders[name] = folder
         if not (folder / "checkpoints" / "last.safetensors").exists():  # an interrupted benchmark reuses a run
             times[name, "train"] = run([py, "-m", "celebadiff", "train", "--data", "data/synthfaces", "--preset",
                                         "demo", "--init", "demo", "--steps", str(args.steps), "--lr", str(args.lr),
                                         "--warmup", str(args.warmup), "--contrastive-weight", str(w),
+                                        "--seed", str(args.seed),
                                         "--out", str(folder)])
         times[name, "evaluate"] = run([py, "-m", "celebadiff", "evaluate", "--checkpoint", str(folder), "--data",
                                        "data/synthfaces", "--split", "test", "--n", str(args.n), "--methods",
                                        "ddib-mask", "--out", str(folder) + ".json"])
-    metrics = {name: json.loads((out / f"w{w:g}.json").read_text()) for name, w in arms.items()}
+    metrics = {name: json.loads(Path(f"{folder}.json").read_text()) for name, folder in folders.items()}
     lines = [f"| metric ({args.n} test faces, DDIB + DiffEdit mask, 50 + 50 DDIM steps) | " + " | ".join(arms) + " |",
              "|---|" + "---|" * len(arms)]
     lines += [f"| {label} | " + " | ".join(fmt.format(metrics[a][key]) for a in arms) + " |"
@@ -65,11 +68,12 @@ def main():
     table = "\n".join(lines)
     print(table)
     md = ROOT / args.md
-    md.write_text(f"# Contrastive term: with and without\n\n```bash\npython benchmarks/contrastive_comparison.py "
-                  f"--steps {args.steps} --lr {args.lr:g} --warmup {args.warmup} --weight {args.weight:g} "
-                  f"--n {args.n}\n```\n\nBoth arms: `train --data data/synthfaces --preset demo --init demo --steps "
-                  f"{args.steps} --lr {args.lr:g} --warmup {args.warmup} --contrastive-weight W`, then `evaluate "
-                  f"--split test --n {args.n} --methods ddib-mask`. Scorecards: `{args.out}/w*.json`.\n\n"
+    command = (f"python benchmarks/contrastive_comparison.py --steps {args.steps} --lr {args.lr:g} "
+               f"--warmup {args.warmup} --weight {args.weight:g} --n {args.n} --seed {args.seed}")
+    arm = (f"`train --data data/synthfaces --preset demo --init demo --steps {args.steps} --lr {args.lr:g} "
+           f"--warmup {args.warmup} --contrastive-weight W --seed {args.seed}`")
+    md.write_text(f"# Contrastive term: with and without\n\n```bash\n{command}\n```\n\nBoth arms: {arm}, then "
+                  f"`evaluate --split test --n {args.n} --methods ddib-mask`. Scorecards: `{args.out}/*w*.json`.\n\n"
                   f"{table}\n\n<!-- the notebook reads the table above -->\n")
     print(f"wrote {md}")
 
