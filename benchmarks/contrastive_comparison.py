@@ -46,8 +46,7 @@ def main():
     py, out = sys.executable, ROOT / args.out
     arms, times, folders = {"W = 0": 0.0, f"W = {args.weight:g}": args.weight}, {}, {}
     for name, w in arms.items():
-        folder = out / f"w{w:g}" if args.seed == 0 else out / f"seed{args.seed}-w{w:g}"
-        folders[name] = folder
+        folder = folders[name] = out / f"seed{args.seed}-w{w:g}"
         if not (folder / "checkpoints" / "last.safetensors").exists():  # an interrupted benchmark reuses a run
             times[name, "train"] = run([py, "-m", "celebadiff", "train", "--data", "data/synthfaces", "--preset",
                                         "demo", "--init", "demo", "--steps", str(args.steps), "--lr", str(args.lr),

@@ -235,7 +235,8 @@ def regenerate(model, schedule, trajectory, y_source, y_target=None, strength=1.
 
 @torch.no_grad()
 def edit_regions(model, schedule, x0, y_source, changes, attribute_names=None, steps=50, mask_t=0.5,
-                 mask_threshold=0.1, mask_draws=4, seed=0, callback=None, progress=False, trajectory=None):
+                 mask_threshold=0.1, mask_draws=4, seed=0, callback=None, progress=False, trajectory=None,
+                 return_union=False):
     """Edit several attributes at once, each only inside its own region and with its own strength (DDIB).
 
     Inverts x0 once under y_source, then runs DDIM down under eps_regions (module docstring) and after
@@ -257,9 +258,12 @@ def edit_regions(model, schedule, x0, y_source, changes, attribute_names=None, s
         callback: called as callback(done, total) after every model evaluation.
         trajectory: a kept `ddim_invert(..., steps, return_trajectory=True)` of x0 under y_source, as for
             `regenerate` (its steps are then not counted or run again); None inverts here.
+        return_union: also return M (B, 1, H, W), the union of the regions that act (a change of
+            strength 0 or with an empty region is left out): where the edit may have changed the face.
     Returns:
         (B, 3, H, W) edited faces, float, about [-1, 1]; outside every region exactly x0 (a face with no
         region at all: its DDIM reconstruction, as `edit` gives a face with nothing to change).
+        With return_union, (edited, M).
     """
     if not changes:
         raise ValueError("changes is empty; give at least one, e.g. [('Smiling', 1, 1.0, None)]")
@@ -278,7 +282,8 @@ def edit_regions(model, schedule, x0, y_source, changes, attribute_names=None, s
     union = torch.stack(regions).amax(0) if regions else torch.zeros_like(x0[:, :1])
     if trajectory is None:
         trajectory = ddim_invert(model, schedule, x0, y_source, steps=steps, progress=progress, return_trajectory=True)
-    return _masked_ddim(_region_guided(model, targets, coefs), schedule, trajectory, union, y_source, steps, progress)
+    edited = _masked_ddim(_region_guided(model, targets, coefs), schedule, trajectory, union, y_source, steps, progress)
+    return (edited, union) if return_union else edited
 
 
 def _region_change(change, y_source, attribute_names, x0):

@@ -23,7 +23,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from . import synthfaces
 from .data import CELEBA_HEIGHT, CELEBA_WIDTH
-from .editing import counting, edit_mask, edit_regions, set_attributes
+from .editing import counting, edit_regions
 from .faces import TEMPLATE, apply, frame_transform
 from .photo import FaceEdit, is_celeba_frame
 from .sampling import ddim_invert, ddim_sample
@@ -129,28 +129,20 @@ def region_edit_faces(model, schedule, x0, y_source, changes, attribute_names, s
 
     Args:
         x0: (B, 3, S, S) in [-1, 1]; y_source: (B, A) states; changes: `edit_regions`' (attribute, value,
-            strength, region) tuples; a region None is the change's own DiffEdit mask, computed here
-            (`edit_mask` with mask_t, mask_threshold, mask_draws, seed) so that the union is known.
+            strength, region) tuples; a region None is the change's own DiffEdit mask (`edit_mask` with
+            mask_t, mask_threshold, mask_draws, seed).
         reconstruct: also return the DDIM reconstruction (the base of the pasted change).
         callback(done, total): counts every model evaluation.
     Returns:
         FaceEdit: edited (equal to `edit_regions(...)` with the same changes), reconstruction or None,
-        mask = the union of the regions (B, 1, S, S), where the edit may have changed the face.
+        mask = the union of the regions that act (B, 1, S, S), where the edit may have changed the face.
     """
     # one inversion serves the edit and the reconstruction
     total = steps * (3 if reconstruct else 2) + 2 * mask_draws * sum(len(c) < 4 or c[3] is None for c in changes)
     counted = counting(model, callback, total) if callback else model
-    explicit = []
-    for change in changes:
-        attribute, value, strength, region = (*change, *(1.0, None)[len(change) - 2:])
-        if region is None:
-            target = set_attributes(y_source, attribute_names, {attribute: value})
-            region = edit_mask(counted, schedule, x0, y_source, target, strength, mask_t=mask_t,
-                               threshold=mask_threshold, draws=mask_draws, seed=seed)
-        explicit.append((attribute, value, strength, region.to(x0)))
     trajectory = ddim_invert(counted, schedule, x0, y_source, steps=steps, return_trajectory=True)
-    edited = edit_regions(counted, schedule, x0, y_source, explicit, attribute_names, steps=steps,
-                          trajectory=trajectory)
-    union = torch.stack([r.expand(len(x0), -1, -1, -1) for *_, r in explicit]).amax(0)
+    edited, union = edit_regions(counted, schedule, x0, y_source, changes, attribute_names, steps=steps, mask_t=mask_t,
+                                 mask_threshold=mask_threshold, mask_draws=mask_draws, seed=seed,
+                                 trajectory=trajectory, return_union=True)
     reconstruction = ddim_sample(counted, schedule, trajectory[-1], y_source, steps=steps) if reconstruct else None
     return FaceEdit(edited, reconstruction, union, False)

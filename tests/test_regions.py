@@ -105,6 +105,15 @@ def test_region_edit_faces_is_edit_regions_with_the_union_and_the_reconstruction
     assert calls[-1] == (23, 23) and len(calls) == 23  # Male's 8 mask draws; inversion, edit, recon: 5 each
 
 
+def test_region_edit_faces_leaves_a_change_of_strength_zero_out_of_the_union(tiny_unet):
+    model, s, x0, y = tiny_unet
+    top, bottom = torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16)
+    top[..., :6, :], bottom[..., 10:, :] = 1, 1
+    out = region_edit_faces(model, s, x0, y, [("Eyeglasses", 1, 1.5, top), ("Male", 0, 0.0, bottom)], NAMES,
+                            steps=5, reconstruct=False)
+    assert torch.equal(out.mask, top.expand(2, -1, -1, -1))  # the paste-back never touches the bottom rows
+
+
 # --- the command ---------------------------------------------------------------------------------------
 
 
