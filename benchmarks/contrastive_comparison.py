@@ -1,4 +1,4 @@
-"""The contrastive term against none: the demo preset warm-started from the committed demo model and
+"""The contrastive term against none: the demo preset warm-started from the committed demo-base model and
 trained N more steps with contrastive_weight 0 and W > 0 (same seed, data order, steps, learning rate),
 then both scored by `python -m celebadiff evaluate` on the built-in test faces.
 
@@ -49,7 +49,7 @@ def main():
         folder = folders[name] = out / f"seed{args.seed}-w{w:g}"
         if not (folder / "checkpoints" / "last.safetensors").exists():  # an interrupted benchmark reuses a run
             times[name, "train"] = run([py, "-m", "celebadiff", "train", "--data", "data/synthfaces", "--preset",
-                                        "demo", "--init", "demo", "--steps", str(args.steps), "--lr", str(args.lr),
+                                        "demo", "--init", "demo-base", "--steps", str(args.steps), "--lr", str(args.lr),
                                         "--warmup", str(args.warmup), "--contrastive-weight", str(w),
                                         "--seed", str(args.seed),
                                         "--out", str(folder)])
@@ -69,7 +69,7 @@ def main():
     md = ROOT / args.md
     command = (f"python benchmarks/contrastive_comparison.py --steps {args.steps} --lr {args.lr:g} "
                f"--warmup {args.warmup} --weight {args.weight:g} --n {args.n} --seed {args.seed}")
-    arm = (f"`train --data data/synthfaces --preset demo --init demo --steps {args.steps} --lr {args.lr:g} "
+    arm = (f"`train --data data/synthfaces --preset demo --init demo-base --steps {args.steps} --lr {args.lr:g} "
            f"--warmup {args.warmup} --contrastive-weight W --seed {args.seed}`")
     md.write_text(f"# Contrastive term: with and without\n\n```bash\n{command}\n```\n\nBoth arms: {arm}, then "
                   f"`evaluate --split test --n {args.n} --methods ddib-mask`. Scorecards: `{args.out}/*w*.json`.\n\n"

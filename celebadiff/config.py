@@ -74,8 +74,13 @@ PRESETS = {
     # seconds on a CPU: for tests and notebooks' SMOKE mode
     "smoke": Config(image_size=16, channels=(8, 16), attention=(False, True), steps=20, batch_size=8,
                     warmup=5, log_every=5, sample_every=10, checkpoint_every=10, T=100),
-    # the built-in faces at 32 px: the committed demo checkpoint, about 2 h on a 2-core CPU
+    # the built-in faces at 32 px, from scratch: the committed demo-base checkpoint, about 2 h on a 2-core CPU
     "demo": Config(),
+    # the demo's second stage, warm-started from a demo run (`--init demo-base`): 200 steps with the contrastive
+    # term, which beat the same 200 steps without it on two seeds (benchmarks/contrastive_comparison*.md); the
+    # committed demo checkpoint, about 6 minutes on a 2-core CPU
+    "demo-contrastive": Config(steps=200, lr=2e-4, warmup=20, contrastive_weight=1.0, log_every=10,
+                               sample_every=100, checkpoint_every=50),
     # real CelebA (e.g. the 4,560-image sample) at 32 px on a CPU, the same attributes as the demo
     "celeba-cpu": Config(steps=6000, sample_every=500),
     # real CelebA at 64 px, all 40 attributes, trained on the 2 CPU cores in about 2 hours

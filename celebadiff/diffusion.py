@@ -189,7 +189,7 @@ def contrastive_hinge(err, err_flip, has_known, margin=0.1):
     SNR_t times the x0 error), so "err(y') at least (1 + m) err(y)" means the same at every t, where
     a fixed gap (err(y') - err(y) > m, or InfoNCE over the logits -err / tau, which is
     softplus((err(y) - err(y')) / tau) for two candidates) is out of reach at high noise and free
-    at low noise. On the demo model and 128 built-in faces, err(y') - err(y) averages 2e-3 at
+    at low noise. On demo-base (no term) and 128 built-in faces, err(y') - err(y) averages 2e-3 at
     t = 50 and 8e-6 at t = 950, while the median of err(y') / err(y) stays in 1.02 .. 1.16. And the
     hinge stops at the margin: InfoNCE would push eps_hat(y') away from the truth without end, yet
     editing evaluates eps_hat under flipped attributes.

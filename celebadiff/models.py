@@ -91,13 +91,21 @@ def read_checkpoint(path, device="cpu"):
     return tensors, Config.from_dict(json.loads(meta["config"])), int(meta.get("step", 0))
 
 
+def warm_start_steps(path):
+    """The training steps of the model a run was warm-started from (`train --init`), its own warm start's
+    included; 0 for a run trained from scratch."""
+    with safe_open(resolve(path), framework="pt") as f:
+        return int((f.metadata() or {}).get("init_steps", 0))
+
+
 def prefixed(tensors, prefix):
     """The tensors whose name starts with `prefix`, with it removed."""
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def load_model(path, device="cpu", ema=True, expect=None):
-    """Load a model for sampling: (UNet in eval mode, Config, step).
+    """Load a model for sampling: (UNet in eval mode, Config, step), step counting every training step
+    behind the weights (a warm start's included: 6000 + 200 for the two-stage demo).
 
     Uses the EMA weights when the file has them and `ema` is True; `ema=False` asks for the raw
     training weights, which only a run's full checkpoint holds (an exported model has EMA weights
@@ -115,7 +123,7 @@ def load_model(path, device="cpu", ema=True, expect=None):
     weights = (prefixed(tensors, "ema.") if ema else {}) or raw
     model = build_model(config)
     model.load_state_dict({k: v.float() for k, v in weights.items()})
-    return model.to(device).eval(), config, step
+    return model.to(device).eval(), config, step + warm_start_steps(path)
 
 
 def atomic_save(tensors, path, metadata):
@@ -135,7 +143,7 @@ def export_ema(run, out, half=True):
     tensors, config, step = read_checkpoint(run)
     ema = {k: v.half() if half and v.is_floating_point() else v for k, v in tensors.items() if k.startswith("ema.")}
     out = Path(out)
-    atomic_save(ema, out, {"config": config.to_json(), "step": str(step)})
+    atomic_save(ema, out, {"config": config.to_json(), "step": str(step), "init_steps": str(warm_start_steps(run))})
     out.with_suffix(".json").write_text(config.to_json() + "\n")
     return out
 

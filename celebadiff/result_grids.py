@@ -124,22 +124,30 @@ def column_psnr(x0, recon, edits, truth):
 
 
 def counterfactual_grid(x0, recon, edits, truth, captions, row_labels, method="DDIB", title=None):
-    """Figure: for each face a row of edits and below it the exact counterfactuals, with the PSNR of
-    each edit against its counterfactual under the counterfactual.
+    """Figure: for each face its row of edits, then the exact counterfactuals under it.
 
-    x0, recon: (N, 3, H, W) in [-1, 1]; edits: (N, 5, 3, H, W) in [-1, 1]; truth: (N, 5, 3, H, W) uint8.
-    The reconstruction's PSNR is against the source, each edit's against its counterfactual.
-    Returns the Figure and the (N, 5) PSNR of the edits.
+    x0: (N, 3, H, W) in [-1, 1]; recon: (N, 3, H, W) and edits: (N, 5, 3, H, W) in [-1, 1], or dicts
+    {row name: tensor} of several models or methods on the same faces (one row each, above the truth);
+    truth: (N, 5, 3, H, W) uint8. Under each edit its PSNR against the counterfactual, under the
+    reconstruction its PSNR against the source (the reconstruction's ground truth); the truth row says
+    which way each attribute was edited.
+    Returns the Figure and the (N, 5) PSNR of the edits (for dicts, a dict of them).
     """
-    N, E = edits.shape[:2]
-    scores, recon_psnr = edit_psnr(edits, truth), psnr(recon, x0)
+    named = isinstance(edits, dict)
+    recons, edit_sets = (recon, edits) if named else ({method: recon}, {method: edits})
+    scores = {name: edit_psnr(e, truth) for name, e in edit_sets.items()}
+    recon_psnr = {name: psnr(r, x0) for name, r in recons.items()}
     rows, cells, labels = [], [], []
-    for i in range(N):
-        rows += [[x0[i], recon[i], *edits[i]], [None, x0[i], *truth[i]]]
-        cells += [["", "", *captions[i]], ["", *(f"{p:.1f} dB" for p in [recon_psnr[i], *scores[i]])]]
-        labels += [f"{row_labels[i]}\n{method}", "ground\ntruth"]
+    for i in range(len(x0)):
+        for name, e in edit_sets.items():
+            rows.append([x0[i], recons[name][i], *e[i]])
+            cells.append(["", *(f"{p:.1f} dB" for p in [recon_psnr[name][i], *scores[name][i]])])
+            labels.append(f"{row_labels[i]}\n{name}")
+        rows.append([None, x0[i], *truth[i]])
+        cells.append(["", "", *captions[i]])
+        labels.append("ground\ntruth")
     fig = image_grid(rows, row_labels=labels, col_labels=list(COLUMNS), title=title, cell=1.15)
-    return _captions(fig, cells), scores
+    return _captions(fig, cells), (scores if named else scores[method])
 
 
 def strength_row(rows, strengths, row_labels, truth=None, title=None):

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .data import CelebADataset, default_cache_dir, to_model_range
 from .diffusion import NoiseSchedule, diffusion_loss
-from .models import LAST, atomic_save, build_model, load_model, prefixed, read_checkpoint
+from .models import LAST, atomic_save, build_model, load_model, prefixed, read_checkpoint, warm_start_steps
 from .sampling import ddim_sample
 from .unet import attribute_states
 
@@ -34,8 +34,11 @@ def training_set(config, data_dir, split="train"):
                          crop=config.crop, cache_dir=default_cache_dir())
 
 
-def save_checkpoint(path, config, step, model, ema, optimizer=None, generator=None):
-    """Weights, EMA, optimizer moments and generator state in one safetensors file, written atomically."""
+def save_checkpoint(path, config, step, model, ema, optimizer=None, generator=None, init_steps=0):
+    """Weights, EMA, optimizer moments and generator state in one safetensors file, written atomically.
+
+    `step` counts this run's steps (what a resume continues from); `init_steps` those of the model it was
+    warm-started from, so a loaded model knows all the training behind it (`models.load_model`)."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
     if optimizer is not None:
@@ -43,7 +46,7 @@ def save_checkpoint(path, config, step, model, ema, optimizer=None, generator=No
             tensors.update({f"optim.{i}.{k}": torch.as_tensor(v) for k, v in state.items()})
     if generator is not None:
         tensors["rng"] = generator.get_state()
-    atomic_save(tensors, Path(path), {"config": config.to_json(), "step": str(step)})
+    atomic_save(tensors, Path(path), {"config": config.to_json(), "step": str(step), "init_steps": str(init_steps)})
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -114,9 +117,10 @@ def train(config, data_dir, out_dir, resume=False, device=None, progress=True, s
         raise ValueError(f"{len(images)} training images are fewer than one batch of {config.batch_size}")
 
     torch.manual_seed(config.seed)
-    model = build_model(config)
+    model, init_steps = build_model(config), 0
     if init is not None and not resume:
-        model.load_state_dict(load_model(init, expect=config)[0].state_dict())
+        start, _, init_steps = load_model(init, expect=config)
+        model.load_state_dict(start.state_dict())
     model = model.to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
@@ -128,6 +132,7 @@ def train(config, data_dir, out_dir, resume=False, device=None, progress=True, s
     step = 0
     if resume:
         step = _restore(ckpt_path, config, model, ema, optimizer, generator)
+        init_steps = warm_start_steps(ckpt_path)
     elif ckpt_path.exists():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     net = DistributedDataParallel(model) if world > 1 else model
@@ -175,7 +180,7 @@ def train(config, data_dir, out_dir, resume=False, device=None, progress=True, s
         if rank == 0 and (step % config.sample_every == 0 or step == config.steps):
             sample_grid(ema, config, schedule, grid_labels, out / "samples" / f"step_{step:06d}.png")
         if rank == 0 and (step % config.checkpoint_every == 0 or step == end):
-            save_checkpoint(ckpt_path, config, step, model, ema, optimizer, generator)
+            save_checkpoint(ckpt_path, config, step, model, ema, optimizer, generator, init_steps)
     bar.close()
     if world > 1:
         dist.barrier()

@@ -19,6 +19,18 @@ def test_committed_models_are_found_by_name():
     assert judge_for("celeba64") == models.CHECKPOINTS / "celeba64-judge.safetensors"
 
 
+def test_the_committed_demo_is_demo_base_trained_on_with_the_contrastive_term():
+    # make train-demo: the demo preset from scratch (demo-base), then the demo-contrastive preset warm-started from it
+    base, base_config, base_steps = load_model("demo-base")
+    demo, config, steps = load_model("demo")
+    assert base_config == preset("demo") and base_config.contrastive_weight == 0
+    assert config == preset("demo-contrastive") and config.contrastive_weight == 1.0
+    assert (base_steps, steps, models.read_checkpoint("demo")[2]) == (6000, 6200, 200)
+    preset("demo").check_compatible(config)  # one network: the second stage loads the first's weights
+    moved = [(a - b).abs().max().item() for a, b in zip(base.state_dict().values(), demo.state_dict().values())]
+    assert max(moved) > 1e-3  # the stage changed the weights
+
+
 def test_real_faces_edit_at_strength_two_by_default(tmp_path):
     assert models.default_strength("celeba64") == 2.0
     assert models.default_strength("demo") == 1.0

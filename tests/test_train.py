@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from celebadiff.config import preset
-from celebadiff.models import load_model, read_checkpoint
+from celebadiff.models import export_ema, load_model, read_checkpoint
 from celebadiff.train import train
 
 
@@ -104,9 +104,20 @@ def test_a_warm_start_begins_from_the_given_models_ema_weights(tiny_celeba, tmp_
     # lr 0 for one step: the weights cannot move, so the second run's EMA is the first run's EMA
     second = train(preset("smoke", steps=1, lr=0.0), tiny_celeba, tmp_path / "second", progress=False, init=first)
     tensors, _, step = read_checkpoint(second)
-    assert step == 1
+    assert step == 1  # this run's own steps: what a resume continues from
+    assert load_model(second)[2] == 20 + 1  # all the training behind the weights, the warm start's included
+    assert load_model(export_ema(second, tmp_path / "second.safetensors"))[2] == 21  # the shipped file keeps it
     for name, value in start.items():
         torch.testing.assert_close(tensors[f"ema.{name}"], value)
         torch.testing.assert_close(tensors[f"model.{name}"], value)
     with pytest.raises(ValueError, match="another model config"):
         train(replace(preset("smoke"), channels=(8, 32)), tiny_celeba, tmp_path / "third", progress=False, init=first)
+
+
+def test_a_resumed_warm_start_still_counts_the_steps_behind_it(tiny_celeba, tmp_path):
+    first = train(preset("smoke", steps=3), tiny_celeba, tmp_path / "first", progress=False)
+    config, second = preset("smoke", steps=2), tmp_path / "second"
+    train(config, tiny_celeba, second, progress=False, init=first, stop_after=1)
+    train(config, tiny_celeba, second, progress=False, resume=True)
+    assert read_checkpoint(second)[2] == 2
+    assert load_model(second)[2] == 3 + 2

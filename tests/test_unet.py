@@ -48,8 +48,9 @@ def test_attribute_states_marks_unknown():
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 def test_committed_demo_checkpoint_gives_its_recorded_predictions(memory_format):
-    # Recorded from checkpoints/demo.safetensors at commit 14c42e6: a change to the U-Net, e.g. for speed,
-    # must keep the state-dict names and shapes (load_state_dict is strict) and the function it computes.
+    # Recorded from checkpoints/demo.safetensors as committed with its contrastive stage (6000 + 200 steps): a change
+    # to the U-Net, e.g. for speed, must keep the state-dict names and shapes (load_state_dict is strict) and the
+    # function it computes.
     from celebadiff.models import load_model
     model, config, _ = load_model(Path(__file__).parents[1] / "checkpoints" / "demo.safetensors")
     g = torch.Generator().manual_seed(0)
@@ -59,10 +60,10 @@ def test_committed_demo_checkpoint_gives_its_recorded_predictions(memory_format)
     model = model.to(memory_format=memory_format)
     with torch.no_grad():
         eps_hat = model(x.contiguous(memory_format=memory_format), t, y)
-    expected_mean = [0.019495146, 0.012341042, -0.001854390, -0.018389197]
-    expected_std = [1.432960868, 1.138465405, 1.017385244, 1.003601193]
-    expected_centre = [[-0.47782826, -2.40006089, 0.47413191], [-0.06635840, 0.95127082, 0.13015923],
-                       [-0.45568824, -0.74803591, 0.52448636], [-0.16917142, 0.50086337, -0.61374587]]
+    expected_mean = [0.018867850, 0.012216918, -0.002943239, -0.017470492]
+    expected_std = [1.440372229, 1.139533281, 1.017322898, 1.003934145]
+    expected_centre = [[-0.50639558, -2.48944759, 0.46717721], [-0.05294128, 0.95722842, 0.14905262],
+                       [-0.45334172, -0.75618452, 0.50970852], [-0.16817269, 0.50406337, -0.61329305]]
     close = {"atol": 1e-4, "rtol": 0}
     torch.testing.assert_close(eps_hat.mean(dim=(1, 2, 3)), torch.tensor(expected_mean), **close)
     torch.testing.assert_close(eps_hat.std(dim=(1, 2, 3)), torch.tensor(expected_std), **close)
