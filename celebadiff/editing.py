@@ -268,14 +268,16 @@ def edit_regions(model, schedule, x0, y_source, changes, attribute_names=None, s
     if not changes:
         raise ValueError("changes is empty; give at least one, e.g. [('Smiling', 1, 1.0, None)]")
     plan = [_region_change(change, y_source, attribute_names, x0) for change in changes]
-    total = (steps if trajectory is None else 0) + steps + 2 * mask_draws * sum(region is None for _, _, region in plan)
+    total = (steps if trajectory is None else 0) + steps + 2 * mask_draws * masks_to_measure(changes)
     model = counting(model, callback, total) if callback else model
     targets, regions, coefs = [], [], []
     for target, strength, region in plan:
+        if not torch.as_tensor(strength).ne(0).any():  # a zero term: no mask, no evaluations
+            continue
         if region is None:
             region = edit_mask(model, schedule, x0, y_source, target, strength, mask_t=mask_t,
                                threshold=mask_threshold, draws=mask_draws, seed=seed)
-        if region.any() and torch.as_tensor(strength).ne(0).any():  # an empty or zero term: no evaluations
+        if region.any():  # an empty region: no evaluations either
             targets.append(target)
             regions.append(region.expand(len(x0), -1, -1, -1))
             coefs.append(torch.as_tensor(strength, dtype=x0.dtype, device=x0.device).reshape(-1, 1, 1, 1) * regions[-1])
@@ -284,6 +286,13 @@ def edit_regions(model, schedule, x0, y_source, changes, attribute_names=None, s
         trajectory = ddim_invert(model, schedule, x0, y_source, steps=steps, progress=progress, return_trajectory=True)
     edited = _masked_ddim(_region_guided(model, targets, coefs), schedule, trajectory, union, y_source, steps, progress)
     return (edited, union) if return_union else edited
+
+
+def masks_to_measure(changes):
+    """How many of `edit_regions`' changes get their own DiffEdit mask (2 * mask_draws evaluations each):
+    those with no region and a strength that is not all 0."""
+    full = [(*change, *(1.0, None)[len(change) - 2:]) for change in changes]
+    return sum(region is None and bool(torch.as_tensor(strength).ne(0).any()) for _, _, strength, region in full)
 
 
 def _region_change(change, y_source, attribute_names, x0):

@@ -23,7 +23,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from . import synthfaces
 from .data import CELEBA_HEIGHT, CELEBA_WIDTH
-from .editing import counting, edit_regions
+from .editing import counting, edit_regions, masks_to_measure
 from .faces import TEMPLATE, apply, frame_transform
 from .photo import FaceEdit, is_celeba_frame
 from .sampling import ddim_invert, ddim_sample
@@ -138,7 +138,7 @@ def region_edit_faces(model, schedule, x0, y_source, changes, attribute_names, s
         mask = the union of the regions that act (B, 1, S, S), where the edit may have changed the face.
     """
     # one inversion serves the edit and the reconstruction
-    total = steps * (3 if reconstruct else 2) + 2 * mask_draws * sum(len(c) < 4 or c[3] is None for c in changes)
+    total = steps * (3 if reconstruct else 2) + 2 * mask_draws * masks_to_measure(changes)
     counted = counting(model, callback, total) if callback else model
     trajectory = ddim_invert(counted, schedule, x0, y_source, steps=steps, return_trajectory=True)
     edited, union = edit_regions(counted, schedule, x0, y_source, changes, attribute_names, steps=steps, mask_t=mask_t,

@@ -114,6 +114,15 @@ def test_region_edit_faces_leaves_a_change_of_strength_zero_out_of_the_union(tin
     assert torch.equal(out.mask, top.expand(2, -1, -1, -1))  # the paste-back never touches the bottom rows
 
 
+def test_a_change_of_strength_zero_costs_no_mask_and_no_evaluations(tiny_unet):
+    model, s, x0, y = tiny_unet
+    calls = []
+    out = region_edit_faces(model, s, x0, y, [("Smiling", 1, 0.0), ("Male", 0, 2.0)], NAMES, steps=5,
+                            callback=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (23, 23) and len(calls) == 23  # Male's 8 mask draws only; inversion, edit, recon: 5 each
+    torch.testing.assert_close(out.edited, edit_regions(model, s, x0, y, [("Male", 0, 2.0)], NAMES, steps=5))
+
+
 # --- the command ---------------------------------------------------------------------------------------
 
 
