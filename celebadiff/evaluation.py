@@ -468,21 +468,40 @@ def plot_strength_curve(curve, preservation_target=None):
     left = TARGETS["preservation"][1] if preservation_target is None else preservation_target
     ax.fill_between([left, 1.0], TARGETS["edit_success"][1], 1.0, color="tab:green", alpha=0.12,
                     label="target region")
+    labels = []  # (x, y, text) of every point, placed once the axes' scale is final
     for method, entry in curve.items():
         prefix = "s=" if entry["knob"] == "strength" else "t0="
         x = [p["preservation"] for p in entry["points"]]
         y = [p["edit_success"] for p in entry["points"]]
         ax.plot(x, y, marker="o", label=f"{METHOD_NAMES.get(method, method)} (varying {entry['knob']})")
-        for i, p in enumerate(entry["points"]):  # labels alternate above and below: neighbours can coincide
-            ax.annotate(f"{prefix}{p['value']:g}", (p["preservation"], p["edit_success"]), fontsize=7,
-                        xytext=(4, 3 if i % 2 == 0 else -9), textcoords="offset points")
+        labels += [(p["preservation"], p["edit_success"], f"{prefix}{p['value']:g}") for p in entry["points"]]
     ax.set_xlabel("preservation (other attributes kept)")
     ax.set_ylabel("edit success (target attribute read)")
     ax.set_ylim(-0.03, 1.05)
+    _place_labels(ax, labels)
     ax.legend(fontsize=8, loc="lower left")
     ax.set_title("Pushing an edit harder: success against preservation", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _place_labels(ax, labels, fontsize=7):
+    """Annotate each (x, y, text) at the first of a few offsets where its box overlaps no label placed
+    before it: points of a curve, or of two curves, can nearly coincide. Returns the annotations."""
+    ax.autoscale_view()
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    width_pt, height_pt = (size * 72 / ax.figure.dpi for size in (ax.bbox.width, ax.bbox.height))
+    placed, annotations = [], []
+    for x, y, text in labels:
+        px, py = (x - x0) / (x1 - x0) * width_pt, (y - y0) / (y1 - y0) * height_pt  # the point, in points
+        w = 0.6 * fontsize * len(text)  # about the text's width
+        for dx, dy in ((4, 3), (4, -9), (-4 - w, 3), (-4 - w, -9), (4, 12), (4, -18), (-4 - w, 12), (-4 - w, -18)):
+            box = (px + dx, py + dy, px + dx + w, py + dy + fontsize)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        placed.append(box)
+        annotations.append(ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize))
+    return annotations
 
 
 def plot_success_by_attribute(metrics):

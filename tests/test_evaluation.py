@@ -154,6 +154,18 @@ def test_strength_curve_and_its_figures(tiny):
     assert len(ev.plot_strength_curve(curve).axes[0].lines) == 2
 
 
+def test_strength_curve_labels_of_coinciding_points_do_not_overlap():
+    point = lambda value, pres, succ: {"value": value, "preservation": pres, "edit_success": succ}
+    curve = {"ddib-mask": {"knob": "strength", "points": [point(2, 0.873, 0.60), point(3, 0.872, 0.60),
+                                                           point(1, 0.90, 0.30)]},
+             "sdedit": {"knob": "t0_fraction", "points": [point(0.8, 0.873, 0.61)]}}
+    fig = ev.plot_strength_curve(curve)
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in fig.axes[0].texts]
+    assert [t.get_text() for t in fig.axes[0].texts] == ["s=2", "s=3", "s=1", "t0=0.8"]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
 def test_to_json_turns_nan_and_inf_into_null():
     text = ev.to_json({"a": float("nan"), "b": [float("inf"), np.float32(1.5)], "c": torch.tensor(2.0)})
     assert json.loads(text) == {"a": None, "b": [None, 1.5], "c": 2.0}
