@@ -67,7 +67,7 @@ class Config:
                 for k in MODEL_FIELDS if getattr(self, k) != getattr(other, k)]
         if diff:
             raise ValueError(f"{source} was made with another model config: {'; '.join(diff)}; "
-                             "load it with its own config (celebadiff.train.load_model) or retrain")
+                             "load it with its own config (celebadiff.models.load_model) or retrain")
 
 
 PRESETS = {
