@@ -55,7 +55,7 @@ test-ui: .venv/.installed
 	CELEBADIFF_REQUIRE_UI=1 $(PY) -m pytest tests/ui -p no:cacheprovider
 
 # Reproduce the committed demo models: demo-base from scratch (about 2 h on 2 CPU cores), then demo, its second
-# stage with the contrastive term (about 6 min). An interrupted stage is resumed from its last checkpoint.
+# stage with the contrastive term (about 5 min). An interrupted stage is resumed from its last checkpoint.
 train-demo: .venv/.installed data
 	$(PY) -m celebadiff train --data $(DATA) --preset demo --out runs/demo-base \
 	  $$(test -f runs/demo-base/checkpoints/last.safetensors && echo --resume)

@@ -1,11 +1,12 @@
-"""The contrastive term against none: the demo preset warm-started from the committed demo-base model and
-trained N more steps with contrastive_weight 0 and W > 0 (same seed, data order, steps, learning rate),
-then both scored by `python -m celebadiff evaluate` on the built-in test faces.
+"""The contrastive term against none: the `demo-contrastive` preset (the shipped demo's second stage) run
+twice from the committed demo-base model, with contrastive_weight 0 and W > 0 (same seed, data order, steps,
+learning rate), then both scored by `python -m celebadiff evaluate` on the built-in test faces. With the
+defaults the W = 1 arm is `make train-demo`'s second stage, the shipped demo model.
 
-    python benchmarks/contrastive_comparison.py                     # the recorded run (about 25 min, 2 cores)
+    python benchmarks/contrastive_comparison.py                     # the recorded run (about 16 min, 2 cores)
     python benchmarks/contrastive_comparison.py --steps 20 --n 32   # a quick look
 
-Writes OUT/w0, OUT/wW (run folders), OUT/w*.json (scorecards) and benchmarks/contrastive_comparison.md.
+Writes OUT/seedS-w0, OUT/seedS-wW (run folders), OUT/*.json (scorecards) and benchmarks/contrastive_comparison.md.
 Like every benchmark it never fails on a slow machine; it reports what it measured, with the wall times.
 """
 
@@ -34,9 +35,9 @@ def run(cmd):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=200, help="training steps of each arm")
-    p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate of the warm start")
-    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--steps", type=int, help="training steps of each arm (default: the preset's)")
+    p.add_argument("--lr", type=float, help="peak learning rate of the warm start (default: the preset's)")
+    p.add_argument("--warmup", type=int, help="warm-up steps (default: the preset's)")
     p.add_argument("--weight", type=float, default=1.0, help="contrastive_weight of the second arm")
     p.add_argument("--n", type=int, default=256, help="test faces per scorecard")
     p.add_argument("--seed", type=int, default=0, help="training seed of both arms (data order, noise, dropout)")
@@ -44,14 +45,15 @@ def main():
     p.add_argument("--md", default="benchmarks/contrastive_comparison.md")
     args = p.parse_args()
     py, out = sys.executable, ROOT / args.out
+    overrides = [token for k, v in (("steps", args.steps), ("lr", args.lr), ("warmup", args.warmup)) if v is not None
+                 for token in (f"--{k}", f"{v:g}")]
+    arm = ["train", "--data", "data/synthfaces", "--preset", "demo-contrastive", "--init", "demo-base", *overrides,
+           "--seed", str(args.seed)]
     arms, times, folders = {"W = 0": 0.0, f"W = {args.weight:g}": args.weight}, {}, {}
     for name, w in arms.items():
         folder = folders[name] = out / f"seed{args.seed}-w{w:g}"
         if not (folder / "checkpoints" / "last.safetensors").exists():  # an interrupted benchmark reuses a run
-            times[name, "train"] = run([py, "-m", "celebadiff", "train", "--data", "data/synthfaces", "--preset",
-                                        "demo", "--init", "demo-base", "--steps", str(args.steps), "--lr", str(args.lr),
-                                        "--warmup", str(args.warmup), "--contrastive-weight", str(w),
-                                        "--seed", str(args.seed),
+            times[name, "train"] = run([py, "-m", "celebadiff", *arm, "--contrastive-weight", f"{w:g}",
                                         "--out", str(folder)])
         times[name, "evaluate"] = run([py, "-m", "celebadiff", "evaluate", "--checkpoint", str(folder), "--data",
                                        "data/synthfaces", "--split", "test", "--n", str(args.n), "--methods",
@@ -67,11 +69,10 @@ def main():
     table = "\n".join(lines)
     print(table)
     md = ROOT / args.md
-    command = (f"python benchmarks/contrastive_comparison.py --steps {args.steps} --lr {args.lr:g} "
-               f"--warmup {args.warmup} --weight {args.weight:g} --n {args.n} --seed {args.seed}")
-    arm = (f"`train --data data/synthfaces --preset demo --init demo-base --steps {args.steps} --lr {args.lr:g} "
-           f"--warmup {args.warmup} --contrastive-weight W --seed {args.seed}`")
-    md.write_text(f"# Contrastive term: with and without\n\n```bash\n{command}\n```\n\nBoth arms: {arm}, then "
+    command = " ".join(["python benchmarks/contrastive_comparison.py", *overrides,
+                        f"--weight {args.weight:g} --n {args.n} --seed {args.seed}"])
+    arms_text = f"`{' '.join(arm)} --contrastive-weight W`"
+    md.write_text(f"# Contrastive term: with and without\n\n```bash\n{command}\n```\n\nBoth arms: {arms_text}, then "
                   f"`evaluate --split test --n {args.n} --methods ddib-mask`. Scorecards: `{args.out}/*w*.json`.\n\n"
                   f"{table}\n\n<!-- the notebook reads the table above -->\n")
     print(f"wrote {md}")

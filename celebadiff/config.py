@@ -78,7 +78,7 @@ PRESETS = {
     "demo": Config(),
     # the demo's second stage, warm-started from a demo run (`--init demo-base`): 200 steps with the contrastive
     # term, which beat the same 200 steps without it on two seeds (benchmarks/contrastive_comparison*.md); the
-    # committed demo checkpoint, about 6 minutes on a 2-core CPU
+    # committed demo checkpoint, about 5 minutes on a 2-core CPU
     "demo-contrastive": Config(steps=200, lr=2e-4, warmup=20, contrastive_weight=1.0, log_every=10,
                                sample_every=100, checkpoint_every=50),
     # real CelebA (e.g. the 4,560-image sample) at 32 px on a CPU, the same attributes as the demo

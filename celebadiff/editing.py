@@ -272,7 +272,7 @@ def edit_regions(model, schedule, x0, y_source, changes, attribute_names=None, s
     model = counting(model, callback, total) if callback else model
     targets, regions, coefs = [], [], []
     for target, strength, region in plan:
-        if not torch.as_tensor(strength).ne(0).any():  # a zero term: no mask, no evaluations
+        if not _acts(strength):  # a zero term: no mask, no evaluations
             continue
         if region is None:
             region = edit_mask(model, schedule, x0, y_source, target, strength, mask_t=mask_t,
@@ -291,16 +291,25 @@ def edit_regions(model, schedule, x0, y_source, changes, attribute_names=None, s
 def masks_to_measure(changes):
     """How many of `edit_regions`' changes get their own DiffEdit mask (2 * mask_draws evaluations each):
     those with no region and a strength that is not all 0."""
-    full = [(*change, *(1.0, None)[len(change) - 2:]) for change in changes]
-    return sum(region is None and bool(torch.as_tensor(strength).ne(0).any()) for _, _, strength, region in full)
+    return sum(region is None and _acts(strength) for _, _, strength, region in map(_full_change, changes))
+
+
+def _acts(strength):
+    """Whether a change's strength (a float or (B,)) is nonzero for some face."""
+    return bool(torch.as_tensor(strength).ne(0).any())
+
+
+def _full_change(change):
+    """A change as (attribute, value, strength, region), strength 1.0 and region None where left off."""
+    if not isinstance(change, (tuple, list)) or not 2 <= len(change) <= 4:
+        raise ValueError(f"a change is (attribute, value, strength, region), strength and region optional, e.g. "
+                         f"('Smiling', 1, 1.5, None); got {change!r}")
+    return (*change, *(1.0, None)[len(change) - 2:])
 
 
 def _region_change(change, y_source, attribute_names, x0):
     """One `edit_regions` change as (target states (B, A), strength, region or None)."""
-    if not isinstance(change, (tuple, list)) or not 2 <= len(change) <= 4:
-        raise ValueError(f"a change is (attribute, value, strength, region), strength and region optional, e.g. "
-                         f"('Smiling', 1, 1.5, None); got {change!r}")
-    attribute, value, strength, region = (*change, *(1.0, None)[len(change) - 2:])
+    attribute, value, strength, region = _full_change(change)
     A = y_source.shape[1]
     names = [str(a) for a in range(A)] if attribute_names is None else list(attribute_names)
     if len(names) != A:

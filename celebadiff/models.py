@@ -79,7 +79,11 @@ def build_model(config):
 
 
 def read_checkpoint(path, device="cpu"):
-    """(tensors by name, config, step) from a checkpoint; nothing is unpickled."""
+    """(tensors by name, config, step, init_steps) from a checkpoint; nothing is unpickled.
+
+    step counts the run's own steps (what `--resume` continues from); init_steps those of the model it was
+    warm-started from (`train --init`), that model's own warm start included; 0 for a run from scratch.
+    """
     path = resolve(path)
     with safe_open(path, framework="pt", device=str(device)) as f:
         meta = f.metadata() or {}
@@ -88,14 +92,8 @@ def read_checkpoint(path, device="cpu"):
                              + ("; it is an attribute classifier: pass it as --classifier" if "classifier" in meta
                                 else ""))
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    return tensors, Config.from_dict(json.loads(meta["config"])), int(meta.get("step", 0))
-
-
-def warm_start_steps(path):
-    """The training steps of the model a run was warm-started from (`train --init`), its own warm start's
-    included; 0 for a run trained from scratch."""
-    with safe_open(resolve(path), framework="pt") as f:
-        return int((f.metadata() or {}).get("init_steps", 0))
+    config = Config.from_dict(json.loads(meta["config"]))
+    return tensors, config, int(meta.get("step", 0)), int(meta.get("init_steps", 0))
 
 
 def prefixed(tensors, prefix):
@@ -112,7 +110,7 @@ def load_model(path, device="cpu", ema=True, expect=None):
     only). With `expect` (a Config), a checkpoint from another model config raises ValueError
     naming the differing fields.
     """
-    tensors, config, step = read_checkpoint(path)
+    tensors, config, step, init_steps = read_checkpoint(path)
     if expect is not None:
         expect.check_compatible(config, source=str(path))
     raw = prefixed(tensors, "model.")
@@ -123,7 +121,7 @@ def load_model(path, device="cpu", ema=True, expect=None):
     weights = (prefixed(tensors, "ema.") if ema else {}) or raw
     model = build_model(config)
     model.load_state_dict({k: v.float() for k, v in weights.items()})
-    return model.to(device).eval(), config, step + warm_start_steps(path)
+    return model.to(device).eval(), config, init_steps + step
 
 
 def atomic_save(tensors, path, metadata):
@@ -140,10 +138,10 @@ def export_ema(run, out, half=True):
 
     The config is written beside it as OUT.json too, for readers of the repository.
     """
-    tensors, config, step = read_checkpoint(run)
+    tensors, config, step, init_steps = read_checkpoint(run)
     ema = {k: v.half() if half and v.is_floating_point() else v for k, v in tensors.items() if k.startswith("ema.")}
     out = Path(out)
-    atomic_save(ema, out, {"config": config.to_json(), "step": str(step), "init_steps": str(warm_start_steps(run))})
+    atomic_save(ema, out, {"config": config.to_json(), "step": str(step), "init_steps": str(init_steps)})
     out.with_suffix(".json").write_text(config.to_json() + "\n")
     return out
 

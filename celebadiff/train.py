@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .data import CelebADataset, default_cache_dir, to_model_range
 from .diffusion import NoiseSchedule, diffusion_loss
-from .models import LAST, atomic_save, build_model, load_model, prefixed, read_checkpoint, warm_start_steps
+from .models import LAST, atomic_save, build_model, load_model, prefixed, read_checkpoint
 from .sampling import ddim_sample
 from .unet import attribute_states
 
@@ -131,8 +131,7 @@ def train(config, data_dir, out_dir, resume=False, device=None, progress=True, s
     schedule = NoiseSchedule.named(config.schedule, config.T)
     step = 0
     if resume:
-        step = _restore(ckpt_path, config, model, ema, optimizer, generator)
-        init_steps = warm_start_steps(ckpt_path)
+        step, init_steps = _restore(ckpt_path, config, model, ema, optimizer, generator)
     elif ckpt_path.exists():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     net = DistributedDataParallel(model) if world > 1 else model
@@ -190,7 +189,7 @@ def train(config, data_dir, out_dir, resume=False, device=None, progress=True, s
 def _restore(path, config, model, ema, optimizer, generator):
     if not path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without --resume")
-    tensors, saved, step = read_checkpoint(path)
+    tensors, saved, step, init_steps = read_checkpoint(path)
     config.check_compatible(saved, source=str(path))
     model.load_state_dict(prefixed(tensors, "model."))
     ema.load_state_dict(prefixed(tensors, "ema."))
@@ -205,7 +204,7 @@ def _restore(path, config, model, ema, optimizer, generator):
             state["state"].setdefault(int(i), {})[name] = value
     optimizer.load_state_dict(state)
     generator.set_state(tensors["rng"])
-    return step
+    return step, init_steps
 
 
 def _log(path, step, loss, lr, rate):

@@ -88,7 +88,7 @@ def test_export_writes_fp16_ema_weights_and_the_config_beside_them(tmp_path):
     model = build_model(config)
     save_checkpoint(tmp_path / "run.safetensors", config, 7, model, copy.deepcopy(model))
     out = models.export_ema(tmp_path / "run.safetensors", tmp_path / "small.safetensors")
-    tensors, loaded, step = models.read_checkpoint(out)
+    tensors, loaded, step, _ = models.read_checkpoint(out)
     assert step == 7 and loaded == config and (tmp_path / "small.json").is_file()
     assert all(k.startswith("ema.") and v.dtype == torch.float16 for k, v in tensors.items() if v.is_floating_point())
 

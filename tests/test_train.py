@@ -42,8 +42,8 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tiny_celeba, tm
     train(config, tiny_celeba, tmp_path / "resumed", progress=False, stop_after=5)
     assert read_checkpoint(tmp_path / "resumed")[2] == 5
     train(config, tiny_celeba, tmp_path / "resumed", progress=False, resume=True)
-    a, _, step_a = read_checkpoint(tmp_path / "straight")
-    b, _, step_b = read_checkpoint(tmp_path / "resumed")
+    a, _, step_a, _ = read_checkpoint(tmp_path / "straight")
+    b, _, step_b, _ = read_checkpoint(tmp_path / "resumed")
     assert step_a == step_b == 12
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -85,7 +85,7 @@ def test_two_process_ddp_run_on_cpu_with_gloo(tiny_celeba, tmp_path):
            "--out", str(tmp_path / "ddp"), "--steps", "6", "--device", "cpu"]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
-    tensors, _, step = read_checkpoint(tmp_path / "ddp")
+    tensors, _, step, _ = read_checkpoint(tmp_path / "ddp")
     assert step == 6
     assert (tmp_path / "ddp" / "loss.csv").read_text().count("\n") == 3  # header + steps 5, 6: rank 0 only
 
@@ -103,8 +103,8 @@ def test_a_warm_start_begins_from_the_given_models_ema_weights(tiny_celeba, tmp_
     start = load_model(first)[0].state_dict()
     # lr 0 for one step: the weights cannot move, so the second run's EMA is the first run's EMA
     second = train(preset("smoke", steps=1, lr=0.0), tiny_celeba, tmp_path / "second", progress=False, init=first)
-    tensors, _, step = read_checkpoint(second)
-    assert step == 1  # this run's own steps: what a resume continues from
+    tensors, _, step, init_steps = read_checkpoint(second)
+    assert (step, init_steps) == (1, 20)  # this run's own steps (what a resume continues from), the warm start's
     assert load_model(second)[2] == 20 + 1  # all the training behind the weights, the warm start's included
     assert load_model(export_ema(second, tmp_path / "second.safetensors"))[2] == 21  # the shipped file keeps it
     for name, value in start.items():
