@@ -9,6 +9,7 @@ import json
 import sys
 
 from . import config as cfg
+from .precision import PRECISIONS
 
 
 def _parse_value(field, text):
@@ -58,6 +59,10 @@ def build_parser():
     train.add_argument("--init", default=None, metavar="MODEL",
                        help="warm-start a new run from a model's weights (a committed name, run or file)")
     train.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    train.add_argument("--precision", default="auto", choices=PRECISIONS,
+                       help="autocast of the forward: auto = bf16 on a GPU or a CPU with bf16 units, else fp32")
+    train.add_argument("--minutes", type=float, default=None,
+                       help="stop (with a checkpoint) after this much wall time; --resume continues")
     _add_config_options(train)
 
     export = commands.add_parser("export", help="write a run's EMA weights as a small shippable file")
@@ -136,7 +141,8 @@ def run(args):
         write_dataset(args.out, args.n, args.size, args.seed)
     elif args.command == "train":
         from .train import train
-        train(_config_from(args), args.data, args.out, resume=args.resume, device=args.device, init=args.init)
+        train(_config_from(args), args.data, args.out, resume=args.resume, device=args.device, init=args.init,
+              precision=args.precision, minutes=args.minutes)
     elif args.command == "export":
         from .models import export_ema
         print(export_ema(args.checkpoint, args.out))

@@ -86,6 +86,11 @@ PRESETS = {
     # real CelebA at 64 px, all 40 attributes, trained on the 2 CPU cores in about 2 hours
     "celeba64": Config(image_size=64, patch=2, channels=(64, 128, 256), attributes=CELEBA_ATTRIBUTES,
                        steps=3000, min_snr_gamma=5.0, sample_every=500, checkpoint_every=250),
+    # the real-face campaign (issue 18): celeba64 warm-started from the committed model (`--init celeba64`),
+    # run a session at a time (`--minutes`, `--resume`) on the CPU; the cosine decay spans the whole campaign
+    "celeba64-campaign": Config(image_size=64, patch=2, channels=(64, 128, 256), attributes=CELEBA_ATTRIBUTES,
+                                steps=40_000, lr=5e-4, warmup=100, min_snr_gamma=5.0, sample_every=1000,
+                                checkpoint_every=250),
     # CelebA 64x64 on a GPU: a DDIM-paper-sized model
     "full": Config(image_size=64, channels=(128, 256, 256, 512), n_blocks=2,
                    attention=(False, True, False, False), attributes=CELEBA_ATTRIBUTES, dropout=0.1, steps=200_000,

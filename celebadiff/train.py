@@ -11,7 +11,6 @@ import csv
 import math
 import os
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 from .data import CelebADataset, default_cache_dir, to_model_range
 from .diffusion import NoiseSchedule, diffusion_loss
 from .models import LAST, atomic_save, build_model, load_model, prefixed, read_checkpoint
+from .precision import autocast, describe_precision, resolve_precision
 from .sampling import ddim_sample
 from .unet import attribute_states
 
@@ -34,11 +34,12 @@ def training_set(config, data_dir, split="train"):
                          crop=config.crop, cache_dir=default_cache_dir())
 
 
-def save_checkpoint(path, config, step, model, ema, optimizer=None, generator=None, init_steps=0):
+def save_checkpoint(path, config, step, model, ema, optimizer=None, generator=None, init_steps=0, seconds=0.0):
     """Weights, EMA, optimizer moments and generator state in one safetensors file, written atomically.
 
     `step` counts this run's steps (what a resume continues from); `init_steps` those of the model it was
-    warm-started from, so a loaded model knows all the training behind it (`models.load_model`)."""
+    warm-started from, so a loaded model knows all the training behind it (`models.load_model`);
+    `seconds` the run's training wall time so far, over all its resumes."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
     if optimizer is not None:
@@ -46,6 +47,7 @@ def save_checkpoint(path, config, step, model, ema, optimizer=None, generator=No
             tensors.update({f"optim.{i}.{k}": torch.as_tensor(v) for k, v in state.items()})
     if generator is not None:
         tensors["rng"] = generator.get_state()
+    tensors["seconds"] = torch.tensor(float(seconds), dtype=torch.float64)
     atomic_save(tensors, Path(path), {"config": config.to_json(), "step": str(step), "init_steps": str(init_steps)})
 
 
@@ -93,13 +95,17 @@ def sample_grid(model, config, schedule, labels, path, steps=25, seed=0):
     save_image(x0.add(1).div(2).clamp(0, 1), path, nrow=8)
 
 
-def train(config, data_dir, out_dir, resume=False, device=None, progress=True, stop_after=None, init=None):
+def train(config, data_dir, out_dir, resume=False, device=None, progress=True, stop_after=None, init=None,
+          precision="auto", minutes=None):
     """Train a model; returns the run folder.
 
-    Writes out_dir/config.json, loss.csv, samples/step_NNNNNN.png and checkpoints/last.safetensors.
-    `stop_after` ends the run early after that many steps (to test resuming). `init` (a model's name,
-    run or file of the same model config) warm-starts a new run from its (EMA) weights, with a fresh
-    optimizer and learning-rate schedule: a second stage of training.
+    Writes out_dir/config.json, loss.csv (step, loss, lr, images/s, the run's wall seconds so far),
+    starts.csv (a row per start or resume: date, step, CPU, precision), samples/step_NNNNNN.png and
+    checkpoints/last.safetensors. `stop_after` ends the run early after that many steps (to test
+    resuming); `minutes` after that much wall time, with a checkpoint (a campaign's session). `init`
+    (a model's name, run or file of the same model config) warm-starts a new run from its (EMA)
+    weights, with a fresh optimizer and learning-rate schedule: a second stage of training.
+    `precision` (auto, fp32, bf16) is the forward's autocast (`celebadiff.precision`).
     """
     rank, world = _distributed(device)
     device = torch.device(device) if device else _device(rank)
@@ -129,20 +135,23 @@ def train(config, data_dir, out_dir, resume=False, device=None, progress=True, s
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     generator = torch.Generator(device).manual_seed(config.seed * 1000 + rank)
     schedule = NoiseSchedule.named(config.schedule, config.T)
-    step = 0
+    step, seconds = 0, 0.0
     if resume:
-        step, init_steps = _restore(ckpt_path, config, model, ema, optimizer, generator)
+        step, init_steps, seconds = _restore(ckpt_path, config, model, ema, optimizer, generator)
     elif ckpt_path.exists():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     net = DistributedDataParallel(model) if world > 1 else model
-    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else nullcontext()
+    mixed = autocast(precision, device)
     if rank == 0:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         (out / "samples").mkdir(exist_ok=True)
         (out / "config.json").write_text(config.to_json())
+        _log_start(out / "starts.csv", step, resolve_precision(precision, device), device)
+        print(f"train: {describe_precision(precision, device)}, from step {step}", flush=True)
     grid_labels = labels[:16]
 
     end = min(config.steps, step + stop_after) if stop_after else config.steps
+    deadline = time.perf_counter() + 60 * minutes if minutes else math.inf
     bar = tqdm(total=config.steps, initial=step, disable=not progress or rank > 0, desc="train", smoothing=0.05)
     order, epoch, window, t0 = None, -1, [], time.perf_counter()
     while step < end:
@@ -159,7 +168,7 @@ def train(config, data_dir, out_dir, resume=False, device=None, progress=True, s
         y = drop_attributes(labels[idx].to(device), config, generator)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
-        with autocast:
+        with mixed:
             loss = diffusion_loss(net, schedule, x0, y, generator, config.min_snr_gamma, config.contrastive_weight,
                                   config.contrastive_margin)
         optimizer.zero_grad(set_to_none=True)
@@ -171,15 +180,18 @@ def train(config, data_dir, out_dir, resume=False, device=None, progress=True, s
         step += 1
         window.append(loss.item())
         bar.update(1)
+        if time.perf_counter() > deadline:
+            end = step  # out of wall time: log and checkpoint this step, then stop
         if rank == 0 and (step % config.log_every == 0 or step == end):
-            rate = len(window) * config.batch_size / (time.perf_counter() - t0)
-            _log(out / "loss.csv", step, sum(window) / len(window), learning_rate(config, step - 1), rate)
+            now = time.perf_counter()
+            seconds, rate = seconds + now - t0, len(window) * config.batch_size / (now - t0)
+            _log(out / "loss.csv", step, sum(window) / len(window), learning_rate(config, step - 1), rate, seconds)
             bar.set_postfix(loss=f"{sum(window) / len(window):.4f}", img_s=f"{rate:.1f}")
             window, t0 = [], time.perf_counter()
         if rank == 0 and (step % config.sample_every == 0 or step == config.steps):
             sample_grid(ema, config, schedule, grid_labels, out / "samples" / f"step_{step:06d}.png")
         if rank == 0 and (step % config.checkpoint_every == 0 or step == end):
-            save_checkpoint(ckpt_path, config, step, model, ema, optimizer, generator, init_steps)
+            save_checkpoint(ckpt_path, config, step, model, ema, optimizer, generator, init_steps, seconds)
     bar.close()
     if world > 1:
         dist.barrier()
@@ -204,13 +216,33 @@ def _restore(path, config, model, ema, optimizer, generator):
             state["state"].setdefault(int(i), {})[name] = value
     optimizer.load_state_dict(state)
     generator.set_state(tensors["rng"])
-    return step, init_steps
+    return step, init_steps, float(tensors.get("seconds", torch.zeros(())))
 
 
-def _log(path, step, loss, lr, rate):
+def _append_row(path, header, row):
     new = not path.exists()
     with open(path, "a", newline="") as f:
         writer = csv.writer(f)
         if new:
-            writer.writerow(["step", "loss", "lr", "images_per_s"])
-        writer.writerow([step, f"{loss:.6f}", f"{lr:.3e}", f"{rate:.1f}"])
+            writer.writerow(header)
+        writer.writerow(row)
+
+
+def _log(path, step, loss, lr, rate, seconds):
+    _append_row(path, ["step", "loss", "lr", "images_per_s", "seconds"],
+                [step, f"{loss:.6f}", f"{lr:.3e}", f"{rate:.1f}", f"{seconds:.0f}"])
+
+
+def _log_start(path, step, precision, device):
+    _append_row(path, ["date", "step", "device", "precision"],
+                [time.strftime("%Y-%m-%d %H:%M"), step, device_name(device), precision])
+
+
+def device_name(device):
+    """The processor a timing ran on: the GPU's name, or the CPU's model name and core count."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(device)
+    info = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in (info.read_text().splitlines() if info.is_file() else [])
+             if line.startswith("model name")]
+    return f"{names[0] if names else 'CPU'} x{os.cpu_count()}"

@@ -45,8 +45,29 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tiny_celeba, tm
     a, _, step_a, _ = read_checkpoint(tmp_path / "straight")
     b, _, step_b, _ = read_checkpoint(tmp_path / "resumed")
     assert step_a == step_b == 12
-    for key in a:
+    for key in a.keys() - {"seconds"}:
         assert torch.equal(a[key], b[key]), key
+    assert float(b["seconds"]) > 0  # the wall time of both parts, carried across the resume
+
+
+def test_a_time_limit_ends_the_run_with_a_checkpoint_and_resume_counts_on(tiny_celeba, tmp_path):
+    config = preset("smoke", steps=12, checkpoint_every=100, log_every=100)
+    run = train(config, tiny_celeba, tmp_path / "run", progress=False, minutes=1e-9)
+    assert read_checkpoint(run)[2] == 1  # stopped after its first step, and saved it
+    train(config, tiny_celeba, run, progress=False, resume=True, precision="fp32")
+    assert read_checkpoint(run)[2] == 12
+    starts = (run / "starts.csv").read_text().splitlines()
+    assert [row.split(",")[1] for row in starts[1:]] == ["0", "1"]  # a row per start, with its step
+    assert starts[2].endswith(",fp32")
+
+
+def test_bf16_and_fp32_training_end_at_nearby_losses(tiny_celeba, tmp_path):
+    config = preset("smoke", steps=60, lr=3e-3, log_every=20, sample_every=1000, checkpoint_every=1000)
+    final = {}
+    for precision in ("fp32", "bf16"):
+        run = train(config, tiny_celeba, tmp_path / precision, progress=False, precision=precision)
+        final[precision] = float((run / "loss.csv").read_text().splitlines()[-1].split(",")[1])
+    assert final["bf16"] == pytest.approx(final["fp32"], rel=0.1), final
 
 
 def test_run_folder_contents_and_refusing_to_overwrite(tiny_celeba, tmp_path):
