@@ -1,6 +1,10 @@
 """Command line: `python -m celebadiff COMMAND ...`; each command calls one library function.
 
 Errors a user can fix (a missing file, a bad name or value) print one line and exit with status 2.
+
+Building the parser imports nothing heavy, so `--help` and a mistyped flag answer at once: each command
+imports torch (and face detection) when it runs, and `train`'s Config options are added only when
+`train` parses (`_Parser`'s `lazy` hook), since reading Config imports torch.
 """
 
 import argparse
@@ -8,28 +12,75 @@ import dataclasses
 import json
 import sys
 
-from . import config as cfg
-from .precision import PRECISIONS
+from .precision import PRECISIONS  # imports torch only when a precision is resolved
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that calls `lazy(self)` once, before it first parses or prints its help.
+
+    It lets a command add options that need a heavy import (Config needs torch) only when that command
+    is the one run; subparsers are made of the same class, so `add_parser(..., lazy=hook)` takes it too."""
+
+    def __init__(self, *args, lazy=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._lazy = lazy
+
+    def _add_lazy(self):
+        if self._lazy is not None:
+            hook, self._lazy = self._lazy, None
+            hook(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._add_lazy()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self):
+        self._add_lazy()
+        return super().format_help()
+
+    def error(self, message):
+        """One line and status 2, as the commands' own errors (argparse would print the whole usage first)."""
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
+def _bool(text):
+    if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(text)
+    return text.lower() in ("true", "1")
+
+
+# a Config field's type -> (text -> value, what the text must be, for the error)
+KINDS = {bool: (_bool, "true or false"), int: (int, "an integer"), float: (float, "a number"), str: (str, "text")}
 
 
 def _parse_value(field, text):
-    """Command-line text -> the type of a Config field (tuples as comma lists or JSON)."""
+    """Command-line text -> the type of a Config field (tuples as comma lists or JSON).
+
+    argparse.ArgumentTypeError saying what the field takes (argparse prefixes the flag) for text that
+    does not convert, e.g. "argument --steps: expected an integer, got 'abc'"."""
     default = field.default
-    if isinstance(default, bool):
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise argparse.ArgumentTypeError(f"--{field.name}: expected true or false, got {text!r}")
-        return text.lower() in ("true", "1")
-    if isinstance(default, tuple):
+    if not isinstance(default, tuple):
+        convert, what = KINDS.get(type(default), (type(default), type(default).__name__))
+        try:
+            return convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    kinds = {type(v) for v in default} or {str}
+    convert, what = KINDS[kinds.pop() if len(kinds) == 1 else str]
+    example = ",".join(str(v).lower() if isinstance(v, bool) else str(v) for v in default)
+    try:
         items = json.loads(text) if text.startswith("[") else [s for s in text.split(",") if s]
-        kinds = {type(v) for v in default} or {str}
-        kind = kinds.pop() if len(kinds) == 1 else str
-        if kind is bool:
-            return tuple(str(v).lower() in ("true", "1") for v in items)
-        return tuple(kind(v) for v in items)
-    return type(default)(text)
+        return tuple(convert(str(v).lower() if isinstance(v, bool) else str(v)) for v in items)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list, each {what}, e.g. {example!r}; "
+                                         f"got {text!r}") from None
 
 
 def _add_config_options(parser):
+    """`train`'s --preset and one option per Config field (the `lazy` hook of its parser: imports torch)."""
+    from . import config as cfg
+
+    parser.add_argument("--preset", default="demo", choices=sorted(cfg.PRESETS))
     group = parser.add_argument_group("preset overrides (any Config field)")
     for field in dataclasses.fields(cfg.Config):
         group.add_argument(f"--{field.name.replace('_', '-')}", dest=f"cfg_{field.name}", metavar="VALUE",
@@ -37,12 +88,14 @@ def _add_config_options(parser):
 
 
 def _config_from(args):
+    from . import config as cfg
+
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
     return cfg.preset(args.preset, **overrides)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m celebadiff", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m celebadiff", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     synth = commands.add_parser("synth", help="render the built-in face set in CelebA's layout")
@@ -51,9 +104,8 @@ def build_parser():
     synth.add_argument("--size", type=int, default=64, help="image side in pixels")
     synth.add_argument("--seed", type=int, default=0)
 
-    train = commands.add_parser("train", help="train the diffusion model")
+    train = commands.add_parser("train", help="train the diffusion model", lazy=_add_config_options)
     train.add_argument("--data", required=True, action="append", help="a CelebA-layout folder (repeatable)")
-    train.add_argument("--preset", default="demo", choices=sorted(cfg.PRESETS))
     train.add_argument("--out", required=True, help="run folder")
     train.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     train.add_argument("--init", default=None, metavar="MODEL",
@@ -63,7 +115,6 @@ def build_parser():
                        help="autocast of the forward: auto = bf16 on a GPU or a CPU with bf16 units, else fp32")
     train.add_argument("--minutes", type=float, default=None,
                        help="stop (with a checkpoint) after this much wall time; --resume continues")
-    _add_config_options(train)
 
     export = commands.add_parser("export", help="write a run's EMA weights as a small shippable file")
     export.add_argument("--checkpoint", required=True, help="run folder or checkpoint file")
@@ -92,7 +143,10 @@ def build_parser():
     edit.add_argument("--method", default="ddib", choices=["ddib", "sdedit"])
     edit.add_argument("--mask", action=argparse.BooleanOptionalAction, default=None,
                       help="DDIB: regenerate only where the edit acts (DiffEdit's mask; the default for ddib)")
-    edit.add_argument("--steps", type=int, default=50)
+    edit.add_argument("--steps", type=int, default=50, help="DDIM steps, 1 to the model's T (default: 50)")
+    edit.add_argument("--skip-bad", action="store_true",
+                      help="of a folder, edit the images that can be (readable, with a face) and list the others; "
+                           "default: name them all and edit none")
     edit.add_argument("--seed", type=int, default=0)
     edit.add_argument("--classifier", default=None,
                       help="attribute classifier (name, run or file) that reads the source attributes of a photo "
@@ -101,6 +155,8 @@ def build_parser():
     align = commands.add_parser("align", help="write photos' faces aligned like CelebA (178x218)")
     align.add_argument("--image", required=True, help="a photo with a face, or a folder of them")
     align.add_argument("--out", required=True, help="output image (or folder, for a folder in)")
+    align.add_argument("--skip-bad", action="store_true",
+                       help="of a folder, align the images that can be and list the others (default: align none)")
 
     classify = commands.add_parser("classify", help="the attribute classifier").add_subparsers(
         dest="action", required=True)

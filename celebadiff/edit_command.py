@@ -12,7 +12,9 @@ exactly as the training loader frames it, without detection. Of several faces th
 
 Everything is checked before the first edit (checkpoint, every image and its face, every attribute name
 and value, the output paths), and each output is written atomically, so a failed run leaves nothing
-half-written.
+half-written. Images that cannot be edited (unreadable, no face, a face too small) are all named in one
+error; `--skip-bad` edits the others and lists them. Of an animation (a GIF's frames) the first frame is
+edited, and a note says so.
 
 Source attributes, per attribute, first found wins:
     1. `--source NAME=0|1`, given by the user;
@@ -77,7 +79,9 @@ def parse_strengths(values, targets, default=1.0):
     """["2", "Smiling=1.5"] -> (2.0, {"Smiling": 1.5}): the global strength (`default` when none is given:
     the model's, `models.default_strength`) and per-attribute ones.
 
-    ValueError for a value that is not a number, a number given twice, or a NAME that is not a --set attribute."""
+    ValueError for a value that is not a number, a negative global strength (it would reverse every change:
+    --set NAME=0 removes an attribute; a per-attribute strength may be signed), a number given twice, or a
+    NAME that is not a --set attribute."""
     strength, per_attribute = None, {}
     for text in values:
         name, sep, value = (part.strip() for part in text.rpartition("="))
@@ -90,6 +94,10 @@ def parse_strengths(values, targets, default=1.0):
             if strength is not None:
                 raise ValueError(f"--strength {text}: the global strength is already {strength:g}; give one "
                                  "number, and NAME=S for single attributes")
+            if number < 0:
+                raise ValueError(f"--strength {text}: the global strength must be 0 or more (0: reconstruct, 1: "
+                                 "the target); to remove an attribute set it to 0, e.g. --set Eyeglasses=0, or give "
+                                 "a signed strength to one attribute, e.g. --strength Eyeglasses=-1")
             strength = number
         elif name not in targets:
             raise ValueError(f"--strength {text}: {name} is not a --set attribute ({', '.join(targets)}); "
@@ -252,22 +260,69 @@ def output_paths(paths, image, out, flag="--out", keep_names=False):
     return targets
 
 
-def _located(paths, config, args, rows):
-    """Pass 1, before anything is written: every image read and its faces framed, [(path, [FaceCrop])].
+def _each_image(paths, look, verb, skip_bad=False):
+    """`look(path)` for every image before anything is written: [(path, its result)] of the images it takes.
 
-    Raises ValueError naming the image for an unreadable file, no face, or a face too small to edit."""
-    located, notes = [], []
+    A ValueError of one image (unreadable, no face, a face too small) does not stop the others being looked
+    at: the refusals are raised together, one ValueError naming every refused image, or with `skip_bad` (and
+    some image left to `verb`) listed in a note on stderr and left out."""
+    taken, refused = [], []
     for path in paths:
-        photo = read_photo(path)
-        aligned = args.aligned or is_celeba_frame(*photo.size) or rows.row(path) is not None
-        crops, note = frame_faces(photo.rgb, config.image_size, config.crop, name=path.name, aligned=aligned,
-                                  all_faces=args.all_faces)
-        located.append((path, crops))
-        notes += [note] if note else []
+        try:
+            taken.append((path, look(path)))
+        except ValueError as err:
+            refused.append((path, err))
+    if not refused:
+        return taken
+    # each message says what is wrong before its first ": " and how to fix it after: keep the what
+    what = "; ".join(str(err).split(": ")[0] for _, err in refused)
+    if skip_bad and taken:
+        print(f"note: skipped {len(refused)} of {len(paths)} images ({what}); {verb}ed the other {len(taken)}",
+              file=sys.stderr)
+        return taken
+    hint = f"; or pass --skip-bad to {verb} the other {len(taken)} images" if taken else ""
+    if len(refused) == 1:
+        raise ValueError(f"{refused[0][1]}{hint}")
+    raise ValueError(f"{len(refused)} of {len(paths)} images cannot be {verb}ed ({what}): replace or remove them{hint}")
+
+
+def _frames(path):
+    """The number of frames of an image file: more than 1 for an animation (GIF, APNG, WebP) or a multi-page TIFF.
+
+    An MPO (a camera's JPEG with a preview or a stereo pair) counts as 1: its first frame is the photo."""
+    with Image.open(path) as im:
+        return 1 if im.format == "MPO" else getattr(im, "n_frames", 1)
+
+
+def _tell(notes, rest):
+    """The first 3 notes on stderr, then how many more there were ("{n} more {rest}")."""
     for note in notes[:3]:
         print(f"note: {note}", file=sys.stderr)
     if len(notes) > 3:
-        print(f"note: {len(notes) - 3} more images had several faces", file=sys.stderr)
+        print(f"note: {len(notes) - 3} more {rest}", file=sys.stderr)
+
+
+def _located(paths, config, args, rows):
+    """Pass 1, before anything is written: every image read and its faces framed, [(path, [FaceCrop])].
+
+    Raises ValueError naming every image that is unreadable, has no face or a face too small to edit; with
+    --skip-bad they are left out instead (`_each_image`)."""
+    notes, animated = [], []
+
+    def look(path):
+        photo = read_photo(path, name=path.name)
+        aligned = args.aligned or is_celeba_frame(*photo.size) or rows.row(path) is not None
+        crops, note = frame_faces(photo.rgb, config.image_size, config.crop, name=path.name, aligned=aligned,
+                                  all_faces=args.all_faces)
+        notes.extend([note] if note else [])
+        frames = _frames(path)
+        if frames > 1:  # read_photo reads the first frame; an edited animation would need every frame edited alike
+            animated.append(f"{path.name} has {frames} frames: edited its first frame only, written as a still image")
+        return crops
+
+    located = _each_image(paths, look, "edit", args.skip_bad)
+    _tell(notes, "images had several faces")
+    _tell(animated, "images have several frames: edited their first frame only")
     return located
 
 
@@ -292,11 +347,12 @@ def run_edit(args):
     """The `edit` command; see the module docstring. Returns the paths written."""
     if not args.set:
         raise ValueError("nothing to edit: give at least one --set NAME=0|1, e.g. --set Smiling=1")
-    if args.steps < 1:
-        raise ValueError(f"--steps {args.steps}: give a positive number of DDIM steps, e.g. 50")
     checkpoint = resolve(args.checkpoint)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, config, _ = load_model(checkpoint, device=device)
+    if not 1 <= args.steps <= config.T:
+        raise ValueError(f"--steps {args.steps}: give between 1 and {config.T} DDIM steps (the model's T), e.g. "
+                         "--steps 50")
     names = list(config.attributes)
     targets = parse_pairs(args.set, "--set", names, checkpoint)
     given = parse_pairs(args.source, "--source", names, checkpoint)
@@ -317,6 +373,11 @@ def run_edit(args):
                          "give it another name")
     rows = _DatasetRows()
     located = _located(paths, config, args, rows)
+    if len(located) < len(paths):  # --skip-bad left some out
+        kept = {path for path, _ in located}
+        outputs = [o for p, o in zip(paths, outputs) if p in kept]
+        strips = strips and [s for p, s in zip(paths, strips) if p in kept]
+        paths = [p for p in paths if p in kept]
     face_paths = [path for path, crops in located for _ in crops]
     layouts = [layout_of(*read_photo(path).size) if c.score is None else "celeba" for path, crops in located
                for c in crops]  # where named regions lie: detected faces are aligned to CelebA's template
@@ -375,16 +436,22 @@ def run_align(args):
     """The `align` command: each image's largest face in CelebA's aligned 178x218 frame. Returns the paths written."""
     paths = image_paths(args.image)
     outputs = output_paths(paths, args.image, args.out, keep_names=True)
-    aligned = []
-    for path in paths:  # every face found before anything is written
-        rgb = read_photo(path).rgb
+
+    def look(path):
+        rgb = read_photo(path, name=path.name).rgb
         found = detect(rgb)
         if not found:
             raise ValueError(f"no face found in {path.name} ({rgb.shape[2]}x{rgb.shape[1]}): give a photo with a "
                              "frontal face")
         if len(found) > 1:
             print(f"note: {path.name} has {len(found)} faces: aligned the largest", file=sys.stderr)
-        aligned.append((path, refine(rgb, found[0].landmarks)))
+        if (frames := _frames(path)) > 1:
+            print(f"note: {path.name} has {frames} frames: aligned its first frame only", file=sys.stderr)
+        return refine(rgb, found[0].landmarks)
+
+    aligned = _each_image(paths, look, "align", args.skip_bad)  # every face found before anything is written
+    kept = {path for path, _ in aligned}  # --skip-bad may leave some out
+    outputs = [o for p, o in zip(paths, outputs) if p in kept]
     outputs[0].parent.mkdir(parents=True, exist_ok=True)
     for (path, landmarks), out in zip(aligned, outputs):
         face, _ = align(read_photo(path).rgb, landmarks)

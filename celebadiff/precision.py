@@ -13,8 +13,6 @@ reads the processor's flags instead of assuming.
 from contextlib import nullcontext
 from pathlib import Path
 
-import torch
-
 PRECISIONS = ("auto", "fp32", "bf16")
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of the units that make bf16 fast
 
@@ -33,11 +31,15 @@ def resolve_precision(precision="auto", device="cpu"):
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
+    import torch  # here, not at the top: the command line's parser reads PRECISIONS without loading torch
+
     return "bf16" if torch.device(device).type == "cuda" or cpu_bf16_units() else "fp32"
 
 
 def describe_precision(precision, device="cpu"):
     """One line saying which precision runs and why, for logs and command output."""
+    import torch
+
     chosen, kind = resolve_precision(precision, device), torch.device(device).type
     if precision != "auto":
         return f"precision {chosen} (asked for)"
@@ -49,6 +51,8 @@ def describe_precision(precision, device="cpu"):
 
 def autocast(precision, device="cpu"):
     """The context that runs the model's forward (and loss) at `precision` on `device`."""
+    import torch
+
     if resolve_precision(precision, device) == "fp32":
         return nullcontext()
     return torch.autocast(torch.device(device).type, torch.bfloat16)
