@@ -18,7 +18,8 @@ export STRIP_INJECTED := import json, sys; nb = json.load(open(sys.argv[1])); \
   nb["cells"] = [c for c in nb["cells"] if "injected-parameters" not in c["metadata"].get("tags", [])]; \
   json.dump(nb, open(sys.argv[2], "w"), indent=1, ensure_ascii=False)
 
-.PHONY: figures test test-ui lint train-demo train-celeba demo-judge data bench clean
+.PHONY: figures test test-ui lint train-demo train-celeba celeba-stop train-celeba-stage1 celeba-judge demo-judge \
+  data bench clean
 
 # (Re)create the environment when it is missing or pyproject.toml is newer than the install.
 .venv/.installed: pyproject.toml
@@ -66,12 +67,28 @@ train-demo: .venv/.installed data
 	$(PY) -m celebadiff export --checkpoint runs/demo --out checkpoints/demo.safetensors
 	cp runs/demo/loss.csv checkpoints/demo-loss.csv
 
-# Reproduce the committed real-face model and its judge from the two shared folders (about 2 h on 2 CPU cores).
+# The real-face training campaign (issue 18), a session at a time: resumes runs/celeba64 when it is there, else
+# warm-starts a new run from the committed celeba64. MINUTES=50 ends this session's part with a checkpoint
+# (one is written every 250 steps anyway, so the run can also just be killed). PRECISION=auto picks bf16 where
+# the CPU has bf16 units. Then `make celeba-stop` scores it and commits the model only if it edits better.
+MINUTES ?=
+PRECISION ?= auto
 train-celeba: .venv/.installed
-	$(PY) -m celebadiff train --data $(CELEBA) --data $(CELEBA_HALF) --preset celeba64 --out runs/celeba64 \
-	  $$(test -f runs/celeba64/checkpoints/last.safetensors && echo --resume)
-	$(PY) -m celebadiff export --checkpoint runs/celeba64 --out checkpoints/celeba64.safetensors
-	cp runs/celeba64/loss.csv checkpoints/celeba64-loss.csv
+	$(PY) -m celebadiff train --data $(CELEBA) --data $(CELEBA_HALF) --preset celeba64-campaign --out runs/celeba64 \
+	  --precision $(PRECISION) $(if $(MINUTES),--minutes $(MINUTES)) \
+	  $$(test -f runs/celeba64/checkpoints/last.safetensors && echo --resume || echo --init celeba64)
+
+# A stopping point of the campaign: export the EMA weights, score them and the committed model on the same
+# 64 valid faces, log a row in the model card, replace checkpoints/celeba64.safetensors only if better.
+celeba-stop: .venv/.installed
+	$(PY) -m celebadiff.campaign runs/celeba64 --n 64 --strengths 1,2
+
+# The campaign's first stage from scratch (3,000 steps, about 1.5 h on 2 CPU cores), and the real-face judge.
+train-celeba-stage1: .venv/.installed
+	$(PY) -m celebadiff train --data $(CELEBA) --data $(CELEBA_HALF) --preset celeba64 --out runs/celeba64-stage1 \
+	  $$(test -f runs/celeba64-stage1/checkpoints/last.safetensors && echo --resume)
+
+celeba-judge: .venv/.installed
 	$(PY) -m celebadiff classify train --data $(CELEBA) --data $(CELEBA_HALF) --out runs/celeba64-judge \
 	  --image-size 64 --steps 2000 --pos-weight-cap 1
 	cp runs/celeba64-judge/classifier.safetensors checkpoints/celeba64-judge.safetensors

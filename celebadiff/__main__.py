@@ -115,6 +115,8 @@ def build_parser():
                        help="autocast of the forward: auto = bf16 on a GPU or a CPU with bf16 units, else fp32")
     train.add_argument("--minutes", type=float, default=None,
                        help="stop (with a checkpoint) after this much wall time; --resume continues")
+    train.add_argument("--stop-after", type=int, default=None, metavar="STEPS",
+                       help="stop (with a checkpoint) after this many more steps; --resume continues")
 
     export = commands.add_parser("export", help="write a run's EMA weights as a small shippable file")
     export.add_argument("--checkpoint", required=True, help="run folder or checkpoint file")
@@ -148,6 +150,8 @@ def build_parser():
                       help="of a folder, edit the images that can be (readable, with a face) and list the others; "
                            "default: name them all and edit none")
     edit.add_argument("--seed", type=int, default=0)
+    edit.add_argument("--precision", default="auto", choices=PRECISIONS,
+                      help="of the model's evaluations: auto = bf16 on a GPU or a CPU with bf16 units, else fp32")
     edit.add_argument("--classifier", default=None,
                       help="attribute classifier (name, run or file) that reads the source attributes of a photo "
                            "(default: the model's committed judge, e.g. celeba64-judge)")
@@ -188,6 +192,8 @@ def build_parser():
                           help="comma-separated editors to score: ddib-mask (edit's default), ddib, sdedit")
     evaluate.add_argument("--strength", type=float, default=None,
                           help="edit strength (default: the model's, as for edit: 2 for celeba64, else 1)")
+    evaluate.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                          help="of the model's evaluations (default fp32: the committed scorecards' numbers)")
     return parser
 
 
@@ -198,7 +204,7 @@ def run(args):
     elif args.command == "train":
         from .train import train
         train(_config_from(args), args.data, args.out, resume=args.resume, device=args.device, init=args.init,
-              precision=args.precision, minutes=args.minutes)
+              precision=args.precision, minutes=args.minutes, stop_after=args.stop_after)
     elif args.command == "export":
         from .models import export_ema
         print(export_ema(args.checkpoint, args.out))

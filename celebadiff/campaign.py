@@ -1,0 +1,122 @@
+"""A stopping point of the real-face training campaign: export, score, log, and keep what improved.
+
+    python -m celebadiff.campaign RUN [--n 64] [--strengths 1,2]     (`make celeba-stop`)
+
+The campaign (`make train-celeba`) trains `celeba64` a session at a time on whatever machine the session
+has. At each stopping point this exports the run's EMA weights (fp16), scores them on the same valid
+faces as the committed model (DDIB + DiffEdit mask, 50 + 50 steps, the committed judge), appends a row
+to the model card's training log, and replaces `checkpoints/celeba64.safetensors` only when the new
+weights edit better at the default strength while keeping the other attributes (at most
+REAL_PRESERVATION_SLACK below the unchanged photos) and reconstructing (REAL_TARGETS' PSNR): the
+repository keeps one model file, not one per stop.
+"""
+
+import argparse
+import csv
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .models import CHECKPOINTS, default_strength, export_ema, read_checkpoint
+
+NAME = "celeba64"
+CARD = CHECKPOINTS / "CELEBA64_MODEL_CARD.md"
+LOG_END = "<!-- training log: rows above this line are appended by celebadiff.campaign -->"
+# the first stage (preset celeba64, 3,000 steps): 86 minutes on the 2 CPU cores, before runs recorded their time
+STAGE1_HOURS = 86 / 60
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "celeba-sample"
+
+
+def score(checkpoint, strength, n=64, data=DATA, out=None):
+    """The scorecard of `checkpoint` on the first n valid faces at `strength` (the evaluate command's JSON)."""
+    out = Path(out or Path(checkpoint).with_name(f"{Path(checkpoint).stem}-valid{n}-s{strength:g}.json"))
+    subprocess.run([sys.executable, "-m", "celebadiff", "evaluate", "--checkpoint", str(checkpoint),
+                    "--classifier", f"{NAME}-judge", "--data", str(data), "--split", "valid", "--n", str(n),
+                    "--methods", "ddib-mask", "--strength", str(strength), "--out", str(out)], check=True)
+    return json.loads(out.read_text())
+
+
+def summary(metrics):
+    """(success, preservation, unchanged photos' preservation, reconstruction PSNR, SSIM) of a scorecard."""
+    return (metrics["edit_success"], metrics["preservation"], metrics["baseline"]["preservation"],
+            metrics["psnr_reconstruction"], metrics["ssim_reconstruction"])
+
+
+def improves(new, old, slack=0.02, min_psnr=30.0):
+    """Whether scorecard `new` beats `old`: more edit success, preservation within `slack` of the unchanged
+    photos' and reconstruction at least `min_psnr` dB (both summaries as `summary` returns them)."""
+    success, preservation, unchanged, recon, _ = new
+    return success > old[0] and preservation >= unchanged - slack and recon >= min_psnr
+
+
+def run_facts(run):
+    """(training hours of the model's whole lineage, CPUs and precisions) of a run folder."""
+    run = Path(run)
+    rows = list(csv.DictReader(open(run / "loss.csv")))
+    seconds = float(rows[-1].get("seconds") or 0) if rows else 0.0
+    starts = list(csv.DictReader(open(run / "starts.csv"))) if (run / "starts.csv").exists() else []
+    machines = sorted({f"{r['device']}, {r['precision']}" for r in starts})
+    return STAGE1_HOURS + seconds / 3600, "; ".join(machines) or "unknown"
+
+
+def log_row(card, cells):
+    """Insert a Markdown table row just above LOG_END in the model card."""
+    text = Path(card).read_text()
+    if LOG_END not in text:
+        raise ValueError(f"{card} has no training log: add a table ending with the line {LOG_END!r}")
+    row = "| " + " | ".join(str(c) for c in cells) + " |\n"
+    Path(card).write_text(text.replace(LOG_END, row + LOG_END))
+
+
+def score_committed(strength, n, folder, committed):
+    """`score` of the committed file, kept in `folder` under the file's hash (scored once per model)."""
+    digest = hashlib.sha256(Path(committed).read_bytes()).hexdigest()[:12]
+    out = Path(folder) / f"committed-{digest}-valid{n}-s{strength:g}.json"
+    return json.loads(out.read_text()) if out.exists() else score(committed, strength, n, out=out)
+
+
+def stop(run, n=64, strengths=(1.0, 2.0), card=CARD, committed=None):
+    """Export `run`, score it and the committed model at each strength, log a row, keep it if it improves
+    at the committed model's default strength (which must be among `strengths`).
+
+    Returns (whether it was committed, {strength: (new summary, committed summary)})."""
+    committed = Path(committed or CHECKPOINTS / f"{NAME}.safetensors")
+    default = default_strength(NAME)
+    if default not in strengths:
+        raise ValueError(f"strengths {strengths} must include the default strength {default:g}")
+    _, config, step, init_steps = read_checkpoint(run)
+    exported = export_ema(run, Path(run) / f"{NAME}-step{init_steps + step}.safetensors")
+    scores = {s: (summary(score(exported, s, n)), summary(score_committed(s, n, run, committed))) for s in strengths}
+    better = improves(*scores[default])
+    if better:
+        shutil.copyfile(exported, committed)
+        committed.with_suffix(".json").write_text(config.to_json() + "\n")
+    hours, machines = run_facts(run)
+    new = {s: scores[s][0] for s in strengths}
+    cells = [time.strftime("%Y-%m-%d"), f"{init_steps + step:,}", f"{hours:.2f}", machines,
+             " / ".join(f"{new[s][0]:.3f}" for s in strengths), " / ".join(f"{new[s][1]:.3f}" for s in strengths),
+             f"{new[default][3]:.2f} dB / {new[default][4]:.3f}", "yes" if better else "no"]
+    log_row(card, cells)
+    return better, scores
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m celebadiff.campaign", description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="the campaign's run folder (runs/celeba64)")
+    parser.add_argument("--n", type=int, default=64, help="valid faces to score")
+    parser.add_argument("--strengths", default="1,2", help="comma-separated edit strengths to score")
+    args = parser.parse_args(argv)
+    strengths = tuple(float(s) for s in args.strengths.split(","))
+    better, scores = stop(args.run, args.n, strengths)
+    for s, (new, old) in scores.items():
+        print(f"strength {s:g}: success {new[0]:.3f} (committed {old[0]:.3f}), preservation {new[1]:.3f} "
+              f"(unchanged photos {new[2]:.3f}), reconstruction {new[3]:.2f} dB / {new[4]:.3f}")
+    print(f"{'committed as' if better else 'not better than'} {CHECKPOINTS / NAME}.safetensors")
+
+
+if __name__ == "__main__":
+    main()
