@@ -1,6 +1,6 @@
 """Speed of our U-Net against diffusers' UNet2DModel of the same widths, depth and attention, on this CPU.
 
-    python benchmarks/bench_unet.py [--quick] [--sizes 32 64]
+    python benchmarks/bench_unet.py [--quick] [--sizes 32 64] [--precision-only] [--compile]
 
 Measures, in one run and interleaved (ours, theirs, then theirs, ours in the next round; medians over
 rounds, because other processes may share the cores):
@@ -13,7 +13,15 @@ rounds, because other processes may share the cores):
     which a 2 GFLOP square product represents (512^3 to 2048^3 ran within 10% of each other on the
     2-core AMD EPYC this was written on).
 Each model runs in the default (contiguous) and channels_last formats; the ratios compare the best
-format of each. Prints a table, then one JSON line. Not a test: numbers depend on the machine and its load.
+format of each.
+
+Then the real-face model's step in both precisions (`precision_run`): the celeba64 preset's training
+step (batch 64, channels_last, fused AdamW) in float32 and under bf16 autocast, each as a fraction of
+that precision's own matmul rate (2048^3 torch.mm in float32 and in bfloat16, measured in the same
+run), the top operators of the bf16 step by self CPU time (where the time goes besides the products),
+and with --compile the same step under torch.compile, with its compile time.
+
+Prints tables, then JSON lines. Not a test: numbers depend on the machine and its load.
 About 25 s for --sizes 32 and a minute for the default on an idle 2-core machine.
 
 Run it on an idle machine: cpu_share in the JSON near the thread count. The training step is several
@@ -50,6 +58,8 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from celebadiff.config import preset  # noqa: E402
 from celebadiff.models import build_model  # noqa: E402
+from celebadiff.precision import autocast, cpu_bf16_units, resolve_precision  # noqa: E402
+from celebadiff.train import device_name  # noqa: E402
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 SAMPLE_BATCH, MM_N = 64, 1024
@@ -210,15 +220,88 @@ def report(sizes, by_size, params, flops, median, mm_gflops, load, share, rounds
     return result
 
 
+# --- the real-face step in float32 and bf16 ----------------------------------------------------------
+
+def matmul_rate(dtype, n=2048, repeats=5):
+    """Best GFLOP/s of the same n^3 product as torch.mm and as a 1x1 convolution in `dtype`.
+
+    The convolution runs through oneDNN, as the U-Net's do; torch.mm in float32 goes through the BLAS,
+    which on an AMD EPYC here ran at half oneDNN's rate: the better of the two is the machine's rate."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    image = torch.randn(1, n, n // 64, 64, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    kernel = torch.randn(n, n, 1, 1, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    products = {"mm": lambda: torch.mm(a, b), "conv1x1": lambda: F.conv2d(image, kernel)}
+    rates = {}
+    for name, product in products.items():
+        product()
+        rates[name] = 2 * n**3 / min(seconds(product) for _ in range(repeats)) / 1e9
+    return rates
+
+
+def real_face_case(precision, compiled=False):
+    """The celeba64 training step as train.py runs it: (step function, batch, FLOPs of one step)."""
+    torch.manual_seed(0)
+    config = preset("celeba64")
+    net = build_model(config).to(memory_format=torch.channels_last)
+    case = Case(net, "channels_last", config.image_size, config.batch_size,
+                lambda b: torch.randint(0, 3, (b, len(config.attributes))))
+    flops = training_flops(case)
+    forward = torch.compile(net) if compiled else net
+    x, t, c = case.inputs[case.train_batch]
+
+    def step():
+        case.opt.zero_grad(set_to_none=True)
+        with autocast(precision):
+            loss = F.mse_loss(forward(x, t, c).float(), x)
+        loss.backward()
+        case.opt.step()
+    return step, case.train_batch, flops
+
+
+def precision_run(rounds, compiled=False, top=8):
+    products = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
+    rates = {k: max(v.values()) for k, v in products.items()}
+    print(f"\nthe celeba64 training step, batch 64, channels_last; CPU: {device_name('cpu')}; bf16 units: "
+          f"{', '.join(cpu_bf16_units()) or 'none'}; auto picks {resolve_precision('auto')}")
+    for k, v in products.items():
+        print(f"2048^3 product in {k}: torch.mm {v['mm']:.0f} GFLOP/s, as a 1x1 convolution {v['conv1x1']:.0f} "
+              f"GFLOP/s; its rate: {rates[k]:.0f}")
+    print(f"{'precision':10s} {'compiled':8s} {'img/s':>7s} {'GFLOP/s':>8s} {'of its rate':>12s} {'first step s':>12s}")
+    result = {"matmul_gflops": {k: {n: round(r, 1) for n, r in v.items()} for k, v in products.items()}}
+    arms = [(p, False) for p in ("fp32", "bf16")] + ([(p, True) for p in ("fp32", "bf16")] if compiled else [])
+    for precision, comp in arms:
+        step, batch, flops = real_face_case(precision, comp)
+        first = seconds(step)  # with --compile: the compilation
+        best = min(seconds(step) for _ in range(2 + rounds))
+        gflops = flops / best / 1e9
+        print(f"{precision:10s} {str(comp):8s} {batch / best:7.1f} {gflops:8.0f} {gflops / rates[precision]:12.2f} "
+              f"{first:12.1f}")
+        result[f"{precision}{'_compiled' if comp else ''}"] = {
+            "img_s": round(batch / best, 1), "gflops": round(gflops),
+            "fraction_of_matmul": round(gflops / rates[precision], 3), "first_step_s": round(first, 1)}
+    step, _, _ = real_face_case("bf16")
+    step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        step()
+    print(f"bf16 step, top {top} operators by self CPU time:")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top))
+    print(json.dumps({"real_face_step": result}))
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one warm-up and one timed round instead of 1 + 2")
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64], help="image sizes, pixels")
+    parser.add_argument("--precision-only", action="store_true", help="only the real-face step in fp32 and bf16")
+    parser.add_argument("--compile", action="store_true", help="also time the real-face step under torch.compile")
     args = parser.parse_args()
     bad = [s for s in args.sizes if s % 4]
     if bad:
         raise ValueError(f"sizes must be multiples of 4 (two halvings in the U-Net), got {bad}")
-    run(args.sizes, warmup=1, rounds=1 if args.quick else 2)
+    if not args.precision_only:
+        run(args.sizes, warmup=1, rounds=1 if args.quick else 2)
+    precision_run(rounds=1 if args.quick else 3, compiled=args.compile)
 
 
 if __name__ == "__main__":
