@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from celebadiff import evaluation as ev
+from celebadiff import evaluation, scorecard
 from celebadiff.diffusion import NoiseSchedule
 from celebadiff.models import load_model
 from celebadiff.synthfaces import builtin_dataset
@@ -34,33 +34,35 @@ def main(argv=None):
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--quick", action="store_true", help="64 faces, 10 steps")
     parser.add_argument("--methods", default="ddib-mask,ddib,sdedit",
-                        help=f"comma-separated, the first gives the top-level numbers; of {', '.join(ev.METHODS)}")
+                        help="comma-separated, the first gives the top-level numbers; of "
+                             f"{', '.join(scorecard.SCORED_METHODS)}")
     parser.add_argument("--mask-t", type=float, default=None, help="DiffEdit mask noise level, fraction of T")
     parser.add_argument("--mask-threshold", type=float, default=None, help="DiffEdit mask threshold in [0, 1)")
     args = parser.parse_args(argv)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    unknown = [m for m in methods if m not in ev.METHODS]
+    unknown = [m for m in methods if m not in scorecard.SCORED_METHODS]
     if unknown or not methods:
-        parser.error(f"--methods {args.methods}: choose among {', '.join(ev.METHODS)}, e.g. --methods ddib-mask,ddib")
+        parser.error(f"--methods {args.methods}: choose among {', '.join(scorecard.SCORED_METHODS)}, "
+                     "e.g. --methods ddib-mask,ddib")
     options = {k: v for k, v in (("mask_t", args.mask_t), ("mask_threshold", args.mask_threshold)) if v is not None}
     n, steps = (min(args.n, 64), min(args.steps, 10)) if args.quick else (args.n, args.steps)
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, config, step = load_model(args.checkpoint, device=device)
     data = args.data or builtin_dataset()
-    oracle = ev.default_oracle(data).to(device)
+    oracle = scorecard.default_oracle(data).to(device)
     schedule = NoiseSchedule.named(config.schedule, config.T)
     print(f"checkpoint {args.checkpoint} (step {step}), {n} faces, {steps} DDIM steps, "
           f"on {device} ({torch.get_num_threads()} threads)")
-    metrics = ev.edit_scorecard(model, schedule, config, data, n=n, steps=steps, oracle=oracle, methods=methods,
-                                edit_options=options)
+    metrics = scorecard.edit_scorecard(model, schedule, config, data, n=n, steps=steps, oracle=oracle,
+                                       methods=methods, edit_options=options)
     metrics["step"] = step
-    print(ev.markdown_table(metrics))
+    print(evaluation.markdown_table(metrics))
     print("\njudge accuracy per attribute on the test faces:")
     for name, accuracy in metrics["oracle"]["by_attribute"].items():
         print(f"  {name:<22}{accuracy:.3f}")
     print("\ntargets (not asserted):")
-    for key, (op, goal) in ev.TARGETS.items():
+    for key, (op, goal) in scorecard.TARGETS.items():
         value = metrics[key]
         met = value is not None and (value >= goal if op == ">=" else value < goal)
         print(f"  {key:<24}{'–' if value is None else f'{value:.3f}':>9}  {op} {goal:g}  {'met' if met else 'NOT met'}")
@@ -69,9 +71,9 @@ def main(argv=None):
     print("\nper method:")
     for method, m in metrics["methods"].items():
         print(f"  {method:<10}" + "  ".join(f"{k} {_fmt(m.get(k))}" for k in PER_METHOD))
-    print(ev.to_json({**{k: metrics.get(k) for k in KEYS},
-                      "methods": {name: {k: m.get(k) for k in PER_METHOD} for name, m in metrics["methods"].items()}},
-                     indent=None))
+    print(evaluation.to_json({**{k: metrics.get(k) for k in KEYS},
+                              "methods": {name: {k: m.get(k) for k in PER_METHOD}
+                                          for name, m in metrics["methods"].items()}}, indent=None))
 
 
 def _fmt(value):

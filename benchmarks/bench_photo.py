@@ -6,8 +6,8 @@ its DDIM inversion cached (the editor after a slider moved).
         [--steps 50,20,10] [--set Smiling=0] [--strength S] [--device cpu] [--repeat 3]
 
 Target (printed, never asserted): the cached edit takes at most a third of the first edit's time. The
-model stages are split by counting model evaluations (inversion: steps; reconstruction: steps; mask:
-2 x 4 draws; generation: steps). At strength 1 each generation step evaluates the target condition
+model stages (inversion, reconstruction, mask, generation) are timed by the stage the `Editor` names at
+each model evaluation. At strength 1 each generation step evaluates the target condition
 alone; at any other strength it evaluates the source's too (classifier-free guidance), so a slider
 moved to strength 2 costs twice the generation. The cached edits reuse the inversion, the
 reconstruction and the mask (the mask depends on the direction of the edit, not its size). Not a
@@ -21,31 +21,30 @@ from pathlib import Path
 import torch
 
 from celebadiff import data, faces
+from celebadiff.changes import Change, set_attributes
 from celebadiff.diffusion import NoiseSchedule
-from celebadiff.editing import set_attributes
+from celebadiff.editing import Editor
 from celebadiff.models import CHECKPOINTS, default_strength, load_model
-from celebadiff.photo import InversionCache, edit_faces, frame_faces, paste_faces, read_photo
+from celebadiff.photo import frame_faces, paste_faces, read_photo
 from celebadiff.unet import UNKNOWN
 
 ROOT = Path(__file__).resolve().parents[1]
-DRAWS = 4  # edit_mask's noise draws (each: the edit's and the source's prediction)
 
 
 class Clock:
-    """Times the model evaluations of one edit_faces call, split into its stages by their counts."""
+    """Times the model evaluations of one `Editor.edit`, split into the stages the editor names."""
 
-    def __init__(self, stages):
-        self.stages, self.times = stages, []  # [(name, evaluations)]
+    def __init__(self, editor):
+        self.editor, self.marks = editor, []  # [(stage, time of an evaluation's end)]
 
     def __call__(self, done, total):
-        self.times.append(time.perf_counter())
+        self.marks.append((self.editor.stage, time.perf_counter()))
 
     def split(self, start):
-        out, i, last = {}, 0, start
-        for name, count in self.stages:
-            if count:
-                out[name] = self.times[i + count - 1] - last
-                i, last = i + count, self.times[i + count - 1]
+        out, last = {}, start
+        for stage, t in self.marks:
+            out[stage] = out.get(stage, 0.0) + t - last
+            last = t
         return out
 
 
@@ -64,17 +63,12 @@ def run(model, schedule, config, path, changes, steps, device, strength, moved):
     y = torch.full((1, len(names)), UNKNOWN, device=device)
     target = set_attributes(y, names, changes)
     x0 = data.to_model_range(crops[0].x0)[None].to(device)
-    cache = InversionCache()
+    editor = Editor(model, schedule, steps)
     rows = []
-    for label, s, stages in (
-            ("first edit", strength, [("inversion", steps), ("reconstruction", steps), ("mask", 2 * DRAWS),
-                                      ("generation", steps)]),
-            ("cached edit", strength, [("generation", steps)]),
-            (f"strength {moved:g}", moved, [("generation", steps)])):
-        clock = Clock(stages)
+    for label, s in (("first edit", strength), ("cached edit", strength), (f"strength {moved:g}", moved)):
+        clock = Clock(editor)
         start = time.perf_counter()
-        result = edit_faces(model, schedule, x0, y, target, strength=s, steps=steps, cache=cache,
-                            callback=clock)
+        result = editor.edit(x0, y, Change(target, s), reconstruct=True, callback=clock)
         model_times = clock.split(start)
         edited, t_paste = timed(lambda r=result: paste_faces(photo, crops, r.select(slice(0, 1))))
         times = ({"read": t_read, "detect": t_detect, "align": t_align} if label == "first edit" else {}) | \

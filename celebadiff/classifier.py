@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from . import synthfaces
 from .data import CelebADataset, default_cache_dir, frame, to_model_range
+from .files import atomic_write
 from .models import resolve
 
 FILE = "classifier.safetensors"
@@ -202,9 +203,8 @@ def save_classifier(classifier, out):
     path = Path(out) / FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in classifier.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, tmp, metadata={"classifier": json.dumps(classifier.config())})
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        save_file(tensors, tmp, metadata={"classifier": json.dumps(classifier.config())})
     return path
 
 

@@ -23,6 +23,8 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from .files import atomic_write
+
 # The 40 attributes of CelebA, in the order of the official `list_attr_celeba.txt`.
 CELEBA_ATTRIBUTES = (
     "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
@@ -33,6 +35,10 @@ CELEBA_ATTRIBUTES = (
     "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace",
     "Wearing_Necktie", "Young",
 )  # fmt: skip
+
+# A face has one hair colour: setting one of these present sets the others absent, among the names a model
+# or a data set has (the built-in faces draw the first three; `other_hair_colours`).
+HAIR_COLOURS = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair")
 
 SPLITS = {"train": 0, "valid": 1, "test": 2}
 IMAGE_DIR, ATTR_FILE, PARTITION_FILE = "img_align_celeba", "list_attr_celeba.txt", "list_eval_partition.txt"
@@ -53,6 +59,14 @@ def resolve_attributes(names, valid=CELEBA_ATTRIBUTES):
             hint = f" did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise ValueError(f"unknown attribute {name!r};{hint} valid names: {', '.join(valid)}")
     return names
+
+
+def other_hair_colours(name, attribute_names):
+    """The attributes of `attribute_names` that setting `name` present sets absent: the other hair colours
+    (none for an attribute that is not a hair colour)."""
+    if name not in HAIR_COLOURS:
+        return []
+    return [h for h in HAIR_COLOURS if h in attribute_names and h != name]
 
 
 def _require(path):
@@ -124,16 +138,26 @@ def load_image(path, size, crop=140):
 CELEBA_WIDTH, CELEBA_HEIGHT = 178, 218  # CelebA's aligned frame
 
 
+def is_celeba_frame(height, width, min_width=32):
+    """True for CelebA's aligned aspect (178x218) at any scale, to the pixel (e.g. 89x109), from `min_width` up.
+
+    The loader (`crop_side`), the editors (an aligned image is framed without face detection), the named
+    regions (`regions.layout_of`) and the identity score (`identity.descriptors`) all tell aligned frames
+    apart with this one test. A 1x1 image has the aspect too, to the pixel, but holds no face.
+    """
+    return width >= min_width and abs(height * CELEBA_WIDTH - width * CELEBA_HEIGHT) <= CELEBA_WIDTH
+
+
 def crop_side(height, width, crop=140):
     """Side of the centre crop that frames an image, in its own pixels (a float where it scales).
 
     `crop` is given in pixels of a 178-pixel-wide aligned CelebA image, so on an image of CelebA's
-    aspect (178:218) at any scale it scales with the width: 140 of 178 px is 70 of 89 px. Other
+    aspect (178:218, `is_celeba_frame`) it scales with the width: 140 of 178 px is 70 of 89 px. Other
     images (the built-in square faces) take `crop` pixels, at most their shorter side; None: whole.
     """
     if crop is None:
         return min(height, width)
-    if abs(height * CELEBA_WIDTH - width * CELEBA_HEIGHT) <= CELEBA_WIDTH and width != CELEBA_WIDTH:
+    if is_celeba_frame(height, width) and width != CELEBA_WIDTH:
         crop = crop * width / CELEBA_WIDTH
     return min(crop, height, width)
 
@@ -252,9 +276,8 @@ class CelebADataset(Dataset):
             return load_file(path)["images"]
         images = torch.stack([load_image(p, self.size, self.crop) for p in self.paths])
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # several processes (torchrun) may build it at once
-        save_file({"images": images}, tmp)
-        tmp.replace(path)
+        with atomic_write(path) as tmp:  # several processes (torchrun) may build it at once
+            save_file({"images": images}, tmp)
         return images
 
     def __len__(self):

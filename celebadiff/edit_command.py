@@ -16,7 +16,7 @@ half-written. Images that cannot be edited (unreadable, no face, a face too smal
 error; `--skip-bad` edits the others and lists them. Of an animation (a GIF's frames) the first frame is
 edited, and a note says so.
 
-Source attributes, per attribute, first found wins:
+Source attributes (`celebadiff.source_attributes`), per attribute, first found wins:
     1. `--source NAME=0|1`, given by the user;
     2. the image's row of `list_attr_celeba.txt`, when it lies in the `img_align_celeba/` folder
        of a CelebA-layout root (the built-in face set included);
@@ -24,7 +24,7 @@ Source attributes, per attribute, first found wins:
        default the model's committed judge (`celeba64-judge` for `celeba64`, `demo-judge` for `demo`);
     4. UNKNOWN: the edit then uses per-attribute guidance from "unknown" instead of a flip.
 
-Region-wise editing (`celebadiff.regions`, `editing.edit_regions`): with a `--region NAME=MASK` or a
+Region-wise editing (`celebadiff.regions`, `editing.Editor.generate`): with a `--region NAME=MASK` or a
 `--strength NAME=S`, each --set change acts only inside its own region and with its own strength, e.g.
 
     edit --image face.png --set Smiling=1 --set Eyeglasses=1 --region Smiling=mouth --strength Smiling=2 ...
@@ -43,13 +43,15 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import data
+from .changes import Change, set_attributes
 from .diffusion import NoiseSchedule
-from .editing import set_attributes
+from .editing import Editor
 from .faces import align, detect, refine
 from .models import default_strength, judge_for, load_model, resolve
-from .photo import Photo, edit_faces, frame_faces, is_celeba_frame, paste_faces, read_photo, write_photo
-from .regions import OWN_MASK, REGIONS, layout_of, named_region, read_region, region_edit_faces
-from .unet import UNKNOWN
+from .photo import Photo, frame_faces, paste_faces, read_photo, write_photo
+from .precision import describe_precision
+from .regions import OWN_MASK, REGIONS, layout_of, read_region, region_changes
+from .source_attributes import DatasetRows, source_states
 
 BATCH = 64  # faces edited together
 
@@ -127,18 +129,16 @@ def parse_regions(pairs, targets, size):
     return out
 
 
-def _region_changes(targets, strength, strengths, regions, mask, layouts, size, crop, device):
-    """`edit_regions`' changes for faces of the given layouts: (name, value, strength, region on `device` or None).
-
-    A change without --region gets its own DiffEdit mask (None), or with --no-mask the whole frame."""
-    changes = []
-    for name, value in targets.items():
-        spec = regions.get(name, OWN_MASK if mask is not False else "all")
-        if isinstance(spec, str) and spec != OWN_MASK:
-            spec = torch.cat([named_region(spec, size, crop, layout) for layout in layouts])
-        region = None if isinstance(spec, str) else spec.to(device)
-        changes.append((name, value, strengths.get(name, strength), region))
-    return changes
+def _changes(targets, strength, strengths, regions, mask, by_region, y_target, size, crop, layouts):
+    """The Editor's changes for faces of the given layouts. Region-wise (--region, --strength NAME=S): one
+    (name, value, strength, region) per --set, a change without --region in its own DiffEdit mask, or with
+    --no-mask the whole frame. Else one joint change towards y_target, in one DiffEdit mask (--no-mask: none)."""
+    if not by_region:
+        return [Change(y_target, strength, region=False if mask is False else None)]
+    default = OWN_MASK if mask is not False else "all"
+    specs = [(name, value, strengths.get(name, strength), regions.get(name, default))
+             for name, value in targets.items()]
+    return region_changes(specs, size, crop, layouts)
 
 
 def _describe(targets, strength, strengths, regions, mask):
@@ -160,73 +160,6 @@ def image_paths(image):
     if not files:
         raise ValueError(f"--image {path}: no image files in this folder (looked for .png, .jpg, ...)")
     return files
-
-
-class _DatasetRows:
-    """Attribute rows of CelebA-layout roots, read once per root."""
-
-    def __init__(self):
-        self.roots = {}
-
-    def row(self, path):
-        """{name: 0|1} of the image's row, or None when it is not a dataset image."""
-        path = Path(path).resolve()
-        root = path.parent.parent
-        if path.parent.name != data.IMAGE_DIR or not (root / data.ATTR_FILE).is_file():
-            return None
-        if root not in self.roots:
-            names, files, labels = data.read_attribute_file(root / data.ATTR_FILE)
-            self.roots[root] = (names, {f: i for i, f in enumerate(files)}, labels)
-        names, index, labels = self.roots[root]
-        if path.name not in index:
-            return None
-        return {n: int(v > 0) for n, v in zip(names, labels[index[path.name]].tolist())}
-
-
-def source_states(paths, images, config, given, classifier_run=None):
-    """Source attribute states (N, A) long: --source, then dataset rows, then a classifier, else UNKNOWN.
-
-    Args:
-        paths: N image files; images: (N, 3, S, S) uint8, the framed images (for the classifier).
-        given: {name: 0|1} from --source, applied to every image.
-    Returns:
-        y: (N, A) long states; origin: per image, a short text saying where they came from.
-    """
-    names = list(config.attributes)
-    y = torch.full((len(paths), len(names)), UNKNOWN, dtype=torch.long)
-    rows, from_row = _DatasetRows(), []
-    for i, path in enumerate(paths):
-        row = rows.row(path) or {}
-        from_row.append(bool(row))
-        for a, name in enumerate(names):
-            y[i, a] = given[name] if name in given else row.get(name, UNKNOWN)
-    if classifier_run is not None and (y == UNKNOWN).any():
-        y = _fill_from_classifier(y, images, names, classifier_run)
-    origin = []
-    for i in range(len(paths)):
-        parts = (["--source"] if given else []) + (["dataset row"] if from_row[i] else [])
-        parts += ["classifier"] if classifier_run is not None and not from_row[i] else []
-        unknown = int((y[i] == UNKNOWN).sum())
-        parts += [f"{unknown} of {len(names)} unknown"] if unknown else []
-        origin.append(", ".join(parts))
-    return y, origin
-
-
-def _fill_from_classifier(y, images, names, run):
-    """Fill the UNKNOWN entries of y (N, A) that the classifier knows with its prediction (p > 0.5)."""
-    from .classifier import load_classifier, predict  # only a --classifier run needs it
-
-    classifier = load_classifier(run)
-    known = [(a, list(classifier.attribute_names).index(n)) for a, n in enumerate(names)
-             if n in classifier.attribute_names]
-    if not known:
-        raise ValueError(f"--classifier {run} knows none of the model's attributes ({', '.join(names)}); "
-                         "pass a classifier trained on them, or give --source NAME=0|1 pairs")
-    present = (predict(classifier, data.to_model_range(images)) > 0.5).long().cpu()  # (N, classifier's A)
-    y = y.clone()
-    for a, c in known:
-        y[:, a] = torch.where(y[:, a] == UNKNOWN, present[:, c], y[:, a])
-    return y
 
 
 def output_paths(paths, image, out, flag="--out", keep_names=False):
@@ -311,7 +244,7 @@ def _located(paths, config, args, rows):
 
     def look(path):
         photo = read_photo(path, name=path.name)
-        aligned = args.aligned or is_celeba_frame(*photo.size) or rows.row(path) is not None
+        aligned = args.aligned or data.is_celeba_frame(*photo.size) or rows.row(path) is not None
         crops, note = frame_faces(photo.rgb, config.image_size, config.crop, name=path.name, aligned=aligned,
                                   all_faces=args.all_faces)
         notes.extend([note] if note else [])
@@ -371,7 +304,7 @@ def run_edit(args):
     if strips and set(strips) & set(outputs):
         raise ValueError(f"--face-out {args.face_out} would overwrite the edited photos of --out {args.out}; "
                          "give it another name")
-    rows = _DatasetRows()
+    rows = DatasetRows()
     located = _located(paths, config, args, rows)
     if len(located) < len(paths):  # --skip-bad left some out
         kept = {path for path, _ in located}
@@ -382,14 +315,15 @@ def run_edit(args):
     layouts = [layout_of(*read_photo(path).size) if c.score is None else "celeba" for path, crops in located
                for c in crops]  # where named regions lie: detected faces are aligned to CelebA's template
     x0 = torch.stack([c.x0 for _, crops in located for c in crops])  # (N faces, 3, S, S) uint8
-    y_source, origin = source_states(face_paths, x0, config, given, args.classifier or judge_for(checkpoint))
+    y_source, origin = source_states(face_paths, x0, config, given, args.classifier or judge_for(checkpoint), rows)
     y_target = set_attributes(y_source, names, targets)
     unchanged = int((y_target == y_source).all(1).sum())
     if unchanged:
         print(f"warning: {unchanged} of {len(face_paths)} faces already have {', '.join(args.set)}: their output is "
               "the photo unchanged", file=sys.stderr)
 
-    schedule = NoiseSchedule.named(config.schedule, config.T)
+    editor = Editor(model, NoiseSchedule.named(config.schedule, config.T), args.steps, args.precision,
+                    attribute_names=names, seed=args.seed)
     for target in outputs[:1] + (strips or [])[:1]:
         target.parent.mkdir(parents=True, exist_ok=True)
     # disable=None: a bar on a terminal only, none in logs; none for a single image
@@ -398,15 +332,10 @@ def run_edit(args):
     for first, last in _groups(located):
         n = sum(len(crops) for _, crops in located[first:last])
         faces = slice(face, face + n)
-        if by_region:
-            changes = _region_changes(targets, strength, strengths, regions, args.mask, layouts[faces],
-                                      config.image_size, config.crop, device)
-            result = region_edit_faces(model, schedule, data.to_model_range(x0[faces]).to(device),
-                                       y_source[faces].to(device), changes, names, steps=args.steps, seed=args.seed)
-        else:
-            result = edit_faces(model, schedule, data.to_model_range(x0[faces]).to(device),
-                                y_source[faces].to(device), y_target[faces].to(device), method=args.method,
-                                strength=strength, steps=args.steps, seed=args.seed, mask=args.mask)
+        changes = _changes(targets, strength, strengths, regions, args.mask, by_region, y_target[faces].to(device),
+                           config.image_size, config.crop, layouts[faces])
+        result = editor.edit(data.to_model_range(x0[faces]).to(device), y_source[faces].to(device), changes,
+                             args.method, reconstruct=True)
         k = 0
         for (path, crops), i in zip(located[first:last], range(first, last)):
             part = slice(k, k + len(crops))
@@ -425,10 +354,11 @@ def run_edit(args):
     if len(paths) == 1:
         boxes = "; ".join(f"face at {', '.join(str(round(v)) for v in c.box)}" for c in located[0][1]
                           if c.score is not None) or "aligned image, no detection"
-        print(f"wrote {outputs[0]} ({change}; {boxes}; source attributes: {origin[0]}; {args.method}, {how})")
+        print(f"wrote {outputs[0]} ({change}; {boxes}; source attributes: {origin[0]}; {args.method}, {how}; "
+              f"{describe_precision(args.precision, device)})")
     else:
         print(f"wrote {len(outputs)} images to {Path(args.out)} ({len(face_paths)} faces; {change}; {args.method}, "
-              f"{how})")
+              f"{how}; {describe_precision(args.precision, device)})")
     return outputs + (strips or [])
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import CELEBA_HEIGHT, CELEBA_WIDTH, crop_side, to_uint8
+from .data import CELEBA_HEIGHT, CELEBA_WIDTH, crop_side, is_celeba_frame, to_uint8
 
 THRESHOLD = 0.6  # dlib's same-person threshold
 # dlib's frontal face detector's box (left, top, right, bottom) on aligned CelebA (178x218), mean of 200 images:
@@ -51,7 +51,7 @@ def _as_aligned(image, crop):
     image = image if image.dtype == torch.uint8 else to_uint8(image.float())
     H, W = image.shape[-2:]
     box = np.array(DLIB_BOX)
-    if abs(H * CELEBA_WIDTH - W * CELEBA_HEIGHT) <= CELEBA_WIDTH:
+    if is_celeba_frame(H, W):
         size = (CELEBA_WIDTH, CELEBA_HEIGHT)
     else:
         side = crop_side(CELEBA_HEIGHT, CELEBA_WIDTH, crop)

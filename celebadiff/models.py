@@ -22,6 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .config import Config
+from .files import atomic_write, write_text
 from .unet import UNet
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -125,12 +126,10 @@ def load_model(path, device="cpu", ema=True, expect=None):
 
 
 def atomic_save(tensors, path, metadata):
-    """save_file through a temporary file and a rename: an interrupted write leaves the old file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    """save_file through a temporary file and a rename (`files.atomic_write`): an interrupted write leaves
+    the old file."""
+    with atomic_write(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
 
 
 def export_ema(run, out, half=True):
@@ -142,6 +141,6 @@ def export_ema(run, out, half=True):
     ema = {k: v.half() if half and v.is_floating_point() else v for k, v in tensors.items() if k.startswith("ema.")}
     out = Path(out)
     atomic_save(ema, out, {"config": config.to_json(), "step": str(step), "init_steps": str(init_steps)})
-    out.with_suffix(".json").write_text(config.to_json() + "\n")
+    write_text(out.with_suffix(".json"), config.to_json() + "\n")
     return out
 

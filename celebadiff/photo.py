@@ -1,17 +1,13 @@
-"""Editing your own photo: read it, find and align its faces, edit them, paste them back at full size.
+"""Editing your own photo: read it, find and align its faces, paste the edited faces back at full size.
 
-    read_photo --> frame_faces (faces.detect, faces.align, data.frame) --> edit_faces (DDIB or SDEdit,
-    plus the model's reconstruction) --> paste_faces (faces.paste_back) --> write_photo
+    read_photo --> frame_faces (faces.detect, faces.align, data.frame) --> editing.Editor.edit (DDIB or
+    SDEdit, plus the model's reconstruction) --> paste_faces (faces.paste_back) --> write_photo
 
-`edit_faces` keeps each face's DDIM inversion and reconstruction in an `InversionCache`, so a
-second edit of the same face (a slider moved in the editor) only runs the mask and the generation.
-It is `editing.edit` taken apart at the seam between inversion and generation, and gives its
-result to the bit. The CLI (`python -m celebadiff edit`), the editor and notebook 09 all call these.
+The edit in the middle is the `Editor`'s, which keeps each face's DDIM inversion, so a second edit of
+the same face (a slider moved in the editor) only runs the generation. The CLI (`python -m celebadiff
+edit`), the editor and notebook 09 all call these.
 """
 
-import hashlib
-import os
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +17,7 @@ from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
 from . import data, faces
-
-# edit's own pieces (it recomputes the inversion on every call), so the result is edit's to the bit
-from .editing import METHODS, check_mask, counting, edit, edit_direction, edit_mask, edit_plan, regenerate
-from .sampling import ddim_invert, ddim_sample
+from .files import atomic_write
 
 JPEG_QUALITY = 95
 DEEP = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # PIL modes of 16-bit (grayscale) images
@@ -102,12 +95,8 @@ def write_photo(photo, path, fmt=None):
     options = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {}
     if photo.icc:
         options["icc_profile"] = photo.icc
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_write(path) as tmp:
         picture.save(tmp, format=fmt, **options)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def draw_boxes(rgb, boxes, width=None, colour=(255, 220, 0)):
@@ -133,19 +122,13 @@ class FaceCrop:
     x0: torch.Tensor
 
 
-def is_celeba_frame(height, width, min_width=32):
-    """True for CelebA's aligned aspect (178x218) at any scale from min_width up, e.g. 89x109 (a 1x1 image
-    has that aspect too, to the pixel, but holds no face)."""
-    return width >= min_width and abs(height * data.CELEBA_WIDTH - width * data.CELEBA_HEIGHT) <= data.CELEBA_WIDTH
-
-
 def frame_faces(rgb, size, crop=140, name="the image", aligned=False, all_faces=False, min_face=faces.MIN_FACE):
     """The faces of a photo, framed for the model, and a note for the user (or None).
 
     Args:
         rgb: (3, H, W) uint8 photo. size, crop: the model's image_size and crop.
-        aligned: the image is already framed like the training data (aligned CelebA at any scale, or a
-            built-in face): frame it exactly as the loader does, without detection.
+        aligned: the image is already framed like the training data (aligned CelebA at any scale,
+            `data.is_celeba_frame`, or a built-in face): frame it exactly as the loader does, without detection.
         all_faces: every face of at least min_face px, largest first; else the largest face only.
     Raises:
         ValueError naming `name` when there is no face, or when the largest face is under min_face px.
@@ -178,119 +161,12 @@ def frame_faces(rgb, size, crop=140, name="the image", aligned=False, all_faces=
     return crops, note
 
 
-# --- editing, with the inversion kept ----------------------------------------------------------------------
-
-class InversionCache:
-    """DDIM inversions (trajectories) and reconstructions of the last `size` face batches, keyed on the
-    model, the faces' pixels, their source attributes and the steps."""
-
-    def __init__(self, size=4):
-        self.size, self.entries = size, OrderedDict()
-
-    @staticmethod
-    def key(model, x0, y_source, steps):
-        digest = hashlib.sha1(x0.detach().cpu().contiguous().numpy().tobytes())
-        digest.update(y_source.cpu().contiguous().numpy().tobytes())
-        return id(model), steps, tuple(x0.shape), digest.hexdigest()
-
-    def get(self, key):
-        if key in self.entries:
-            self.entries.move_to_end(key)
-            return self.entries[key]
-        return {}
-
-    def put(self, key, entry):
-        self.entries[key] = entry
-        self.entries.move_to_end(key)
-        while len(self.entries) > self.size:
-            self.entries.popitem(last=False)
-
-
-@dataclass
-class FaceEdit:
-    """What `edit_faces` returns: edited, reconstruction (B, 3, S, S) about [-1, 1] (None when not asked
-    for), mask (B, 1, S, S) where the edit acted or None (no mask: the whole face), inversion_cached."""
-
-    edited: torch.Tensor
-    reconstruction: torch.Tensor | None
-    mask: torch.Tensor | None
-    inversion_cached: bool
-
-    def select(self, index):
-        """The edits of faces[index] (a slice), on the CPU."""
-        pick = lambda x: None if x is None else x[index].cpu()
-        return FaceEdit(pick(self.edited), pick(self.reconstruction), pick(self.mask), self.inversion_cached)
-
-
-@torch.no_grad()
-def edit_faces(model, schedule, x0, y_source, y_target=None, method="ddib", strength=1.0, attribute_strength=None,
-               steps=50, seed=0, mask=None, mask_t=0.5, mask_threshold=0.1, mask_draws=4, reconstruct=True,
-               cache=None, callback=None):
-    """`editing.edit`, plus the model's reconstruction of the faces, reusing a cached DDIM inversion.
-
-    Args are `editing.edit`'s; x0 (B, 3, S, S) in [-1, 1]. reconstruct: also return the reconstruction
-    (DDIB: DDIM from x_T under y_source; SDEdit: SDEdit under y_source with the same seed), the base the
-    change `edited - reconstruction` is measured from. cache: an InversionCache, or None.
-    callback(done, total) counts model evaluations.
-    Returns:
-        a FaceEdit; `edited` equals `editing.edit(...)` with the same arguments.
-    """
-    if method == "sdedit":  # nothing to cache: SDEdit has no inversion
-        kwargs = dict(method="sdedit", steps=steps, seed=seed, mask=False if mask is None else mask, callback=callback)
-        edited = edit(model, schedule, x0, y_source, y_target, strength=strength, attribute_strength=attribute_strength,
-                      **kwargs)
-        reconstruction = edit(model, schedule, x0, y_source, None, **kwargs) if reconstruct else None
-        return FaceEdit(edited, reconstruction, None, False)
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if isinstance(mask, torch.Tensor):
-        mask = check_mask(mask, x0)
-    elif mask is None:
-        mask = True
-    target, attribute_w, changed = edit_plan(y_source, y_target, strength, attribute_strength)
-    acted = None  # where the edit acted, when not where the mask says
-    if mask is True and not changed.any():
-        mask = False  # as edit: nothing to change, the plain DDIB edit (the reconstruction)
-        acted = torch.zeros_like(x0[:, :1])
-    key = InversionCache.key(model, x0, y_source, steps) if cache is not None else None
-    entry = dict(cache.get(key)) if cache is not None else {}
-    cached = "trajectory" in entry
-    # the mask depends on the direction of the edit, not on its strength (edit_mask): a moved slider reuses it
-    mask_key = (_digest(*edit_direction(y_source, y_target, strength, attribute_strength)[:3]), mask_t,
-                mask_threshold, mask_draws, seed)
-    masks = dict(entry.get("masks", {}))
-    total = (0 if cached else steps) + (steps if reconstruct and "reconstruction" not in entry else 0) \
-        + (2 * mask_draws if mask is True and mask_key not in masks else 0) + steps
-    counted = counting(model, callback, total) if callback else model
-    if not cached:
-        entry["trajectory"] = ddim_invert(counted, schedule, x0, y_source, steps=steps, return_trajectory=True)
-    trajectory = entry["trajectory"]
-    if reconstruct and "reconstruction" not in entry:
-        entry["reconstruction"] = ddim_sample(counted, schedule, trajectory[-1], y_source, steps=steps)
-    if mask is True:
-        if mask_key not in masks:
-            masks[mask_key] = edit_mask(counted, schedule, x0, y_source, y_target, strength, attribute_strength,
-                                        mask_t=mask_t, threshold=mask_threshold, draws=mask_draws, seed=seed)
-        mask = masks[mask_key]
-    entry["masks"] = masks
-    if cache is not None:
-        cache.put(key, entry)
-    edited = regenerate(counted, schedule, trajectory, y_source, y_target, strength, attribute_strength, mask, steps)
-    if acted is None:
-        acted = None if mask is False else mask
-    return FaceEdit(edited, entry.get("reconstruction"), acted, cached)
-
-
-def _digest(*tensors):
-    """A hashable digest of tensors' values (None allowed), for cache keys."""
-    h = hashlib.sha1()
-    for x in tensors:
-        h.update(b"-" if x is None else x.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
+# --- pasting edits back ---------------------------------------------------------------------------------
 
 def paste_faces(photo, crops, result):
-    """The photo with every face's change (`result.edited - result.reconstruction`) pasted back (`faces.paste_back`)."""
+    """The photo with every face's change (`result.edited - result.reconstruction`) pasted back (`faces.paste_back`).
+
+    result: the `editing.FaceEdit` of the crops' faces, in their order, with its reconstruction."""
     pixels = photo.pixels
     for i, crop in enumerate(crops):
         mask = None if result.mask is None else result.mask[i].cpu()

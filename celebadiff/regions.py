@@ -1,4 +1,4 @@
-"""Regions for region-wise editing: named parts of the face, mask images, and the edit behind the CLI and editor.
+"""Regions for region-wise editing: named parts of the face and mask images.
 
 A region is a (1, 1, S, S) map in [0, 1] over the face as the model sees it (the S x S model frame, the
 first panel of `edit --face-out`): 1 where an attribute's change may act, 0 where the face is kept.
@@ -7,10 +7,10 @@ first panel of `edit --face-out`): 1 where an attribute's change may act, 0 wher
                                template (`faces.TEMPLATE`), the same for every aligned face
     read_region("m.png", S)    a mask image: white = may change, black = keep (grey: in between), any
                                size, resized (antialiased) to S x S; colour is read as its luminance
-    region_edit_faces(...)     `editing.edit_regions` with every region made explicit (a change without
-                               one gets its own DiffEdit mask), plus the reconstruction for paste-back
+    region_for(spec, S)        either of them from its text, or None for "diffedit": the change's own
+                               DiffEdit mask; what `edit --region` and the editor's region menus give
 
-The edit itself (module docstring of `celebadiff.editing`):
+The edit itself (`editing.Editor.generate`, module docstring of `celebadiff.editing`):
 
     eps_regions = eps(x_t | y_source) + sum_k s_k M_k (eps(x_t | y_k) - eps(x_t | y_source))
 """
@@ -21,12 +21,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
-from . import synthfaces
-from .data import CELEBA_HEIGHT, CELEBA_WIDTH
-from .editing import counting, edit_regions, masks_to_measure
+from . import synth_drawing
+from .data import CELEBA_HEIGHT, CELEBA_WIDTH, is_celeba_frame
 from .faces import TEMPLATE, apply, frame_transform
-from .photo import FaceEdit, is_celeba_frame
-from .sampling import ddim_invert, ddim_sample
 
 REGIONS = ("mouth", "eyes", "hair", "face", "all")  # named regions; "diffedit": the change's own mask
 OWN_MASK = "diffedit"
@@ -37,10 +34,10 @@ def _builtin_template():
     """The built-in faces' 5 landmarks ((x, y) as fractions of the image, left eye first, as in TEMPLATE),
     from the renderer's geometry: face units span [-1, 1], the face frame is centred at (0, FACE_CY) and
     magnified SCALE times; the mid-range eye spacing and mouth width."""
-    eye_x, mouth_x = 0.19 * synthfaces.SCALE, 0.145 * synthfaces.SCALE
-    y = lambda v: synthfaces.FACE_CY + synthfaces.SCALE * v
-    points = ((-eye_x, y(synthfaces.EYE_Y)), (eye_x, y(synthfaces.EYE_Y)), (0.0, y(synthfaces.NOSE_Y)),
-              (-mouth_x, y(synthfaces.MOUTH_Y)), (mouth_x, y(synthfaces.MOUTH_Y)))
+    eye_x, mouth_x = 0.19 * synth_drawing.SCALE, 0.145 * synth_drawing.SCALE
+    y = lambda v: synth_drawing.FACE_CY + synth_drawing.SCALE * v
+    points = ((-eye_x, y(synth_drawing.EYE_Y)), (eye_x, y(synth_drawing.EYE_Y)), (0.0, y(synth_drawing.NOSE_Y)),
+              (-mouth_x, y(synth_drawing.MOUTH_Y)), (mouth_x, y(synth_drawing.MOUTH_Y)))
     return torch.tensor(points).add(1).div(2)
 
 
@@ -113,36 +110,23 @@ def read_region(path, size, flag="--region"):
     return TF.resize(gray[None], [size, size], antialias=True).float() / 255
 
 
-def region_of(spec, size, crop=140, layout="celeba", flag="--region"):
-    """A region from its text: a REGIONS name, OWN_MASK (None: the change's own DiffEdit mask), or a mask file."""
+def region_for(spec, size, crop=140, layouts=("celeba",), flag="--region"):
+    """The region a spec names, for faces of the given layouts (`layout_of`), one per face.
+
+    spec: OWN_MASK ("diffedit"): None, the change's own DiffEdit mask; a REGIONS name: its `named_region` on
+    each face, (len(layouts), 1, size, size); a tensor: itself (a mask read before); else a mask file
+    (`read_region`, (1, 1, size, size)). FileNotFoundError / ValueError name `flag` and the file.
+    """
+    if isinstance(spec, torch.Tensor):
+        return spec
     if spec == OWN_MASK:
         return None
     if spec in REGIONS:
-        return named_region(spec, size, crop, layout)
+        return torch.cat([named_region(spec, size, crop, layout) for layout in layouts])
     return read_region(spec, size, flag)
 
 
-@torch.no_grad()
-def region_edit_faces(model, schedule, x0, y_source, changes, attribute_names, steps=50, seed=0, mask_t=0.5,
-                      mask_threshold=0.1, mask_draws=4, reconstruct=True, callback=None):
-    """`editing.edit_regions` on faces, as a `photo.FaceEdit` that `photo.paste_faces` can paste back.
-
-    Args:
-        x0: (B, 3, S, S) in [-1, 1]; y_source: (B, A) states; changes: `edit_regions`' (attribute, value,
-            strength, region) tuples; a region None is the change's own DiffEdit mask (`edit_mask` with
-            mask_t, mask_threshold, mask_draws, seed).
-        reconstruct: also return the DDIM reconstruction (the base of the pasted change).
-        callback(done, total): counts every model evaluation.
-    Returns:
-        FaceEdit: edited (equal to `edit_regions(...)` with the same changes), reconstruction or None,
-        mask = the union of the regions that act (B, 1, S, S), where the edit may have changed the face.
-    """
-    # one inversion serves the edit and the reconstruction
-    total = steps * (3 if reconstruct else 2) + 2 * mask_draws * masks_to_measure(changes)
-    counted = counting(model, callback, total) if callback else model
-    trajectory = ddim_invert(counted, schedule, x0, y_source, steps=steps, return_trajectory=True)
-    edited, union = edit_regions(counted, schedule, x0, y_source, changes, attribute_names, steps=steps, mask_t=mask_t,
-                                 mask_threshold=mask_threshold, mask_draws=mask_draws, seed=seed,
-                                 trajectory=trajectory, return_union=True)
-    reconstruction = ddim_sample(counted, schedule, trajectory[-1], y_source, steps=steps) if reconstruct else None
-    return FaceEdit(edited, reconstruction, union, False)
+def region_changes(changes, size, crop=140, layouts=("celeba",)):
+    """Changes (attribute, value, strength, spec) with each spec made its region (`region_for`): what
+    `editing.Editor.generate` takes."""
+    return [(name, value, strength, region_for(spec, size, crop, layouts)) for name, value, strength, spec in changes]

@@ -10,14 +10,17 @@ attribute (on where the face lacks it, off where it has it; the caption under ea
 except hair colour, which turns blond hair black and any other colour blond; as in
 `synthfaces.counterfactual`, turning one hair colour on turns the others off.
 
-The edits themselves are `editing.edit`, as in the `edit` command; on the built-in
-faces `evaluation.counterfactual_images` renders the exact answer of every edit.
+The edits themselves are an `editing.Editor`'s, as in the `edit` command (one inversion per face,
+six generations from it); on the built-in faces `edit_sets.counterfactual_images` renders the exact
+answer of every edit.
 """
 
 import torch
 
-from .editing import edit
-from .evaluation import counterfactual_images, psnr, target_labels
+from .changes import Change
+from .edit_sets import counterfactual_images, target_labels
+from .editing import Editor
+from .metrics import psnr
 from .plotting import image_grid
 from .unet import attribute_states
 
@@ -43,7 +46,7 @@ def pick_faces(labels, names, per_group=2):
     return rows, row_labels
 
 
-def edit_plan(labels, names):
+def column_edits(labels, names):
     """One (attribute, value, caption) per edit column for each face.
 
     labels: (N, A) 0/1. Returns attrs, values (lists of N lists of 5) and captions (N lists of 5 str).
@@ -60,20 +63,22 @@ def edit_plan(labels, names):
     return attrs, values, captions
 
 
-def edit_faces(model, schedule, x0, labels, names, method="ddib", steps=50, strength=1.0, seed=0):
-    """The reconstruction and the five edits of every face.
+def edit_columns(model, schedule, x0, labels, names, method="ddib", steps=50, strength=1.0, seed=0, precision="fp32"):
+    """The reconstruction and the five edits of every face (DDIB: with DiffEdit's mask, as `edit` runs it).
 
-    x0: (N, 3, H, W) in [-1, 1]; labels: (N, A) 0/1, columns `names` (the model's attributes).
-    One `editing.edit` call per column with the same seed, so SDEdit noises face i with the same
-    noise in every column and the columns differ by the edit alone.
-    Returns recon (N, 3, H, W), edits (N, 5, 3, H, W), both clamped to [-1, 1], and `edit_plan`'s plan.
+    x0: (N, 3, H, W) in [-1, 1]; labels: (N, A) 0/1, columns `names` (the model's attributes). One Editor
+    serves every column: DDIB inverts each face once; SDEdit noises face i with the same seeded noise in
+    every column, so the columns differ by the edit alone.
+    Returns recon (N, 3, H, W), edits (N, 5, 3, H, W), both clamped to [-1, 1], and `column_edits`' plan.
     """
-    attrs, values, captions = edit_plan(labels, names)
+    attrs, values, captions = column_edits(labels, names)
     y_source = attribute_states(labels).to(x0.device)
     columns = [labels] + [target_labels(labels, names, [r[j] for r in attrs], [r[j] for r in values])
                           for j in range(len(attrs[0]))]  # the reconstruction's target is the source
-    out = [edit(model, schedule, x0, y_source, attribute_states(target).to(x0.device), method=method,
-                strength=strength, steps=steps, seed=seed).clamp(-1, 1).cpu() for target in columns]
+    editor = Editor(model, schedule, steps, precision, seed=seed)
+    region = None if method == "ddib" else False
+    out = [editor.edit(x0, y_source, Change(attribute_states(target).to(x0.device), strength, region=region),
+                       method).edited.clamp(-1, 1).cpu() for target in columns]
     return out[0], torch.stack(out[1:], dim=1), (attrs, values, captions)
 
 
@@ -103,7 +108,7 @@ def edit_grid(x0, recon, edits, captions, row_labels, title=None):
 
 
 def ground_truth(root, files, attrs, values, config):
-    """The renderer's exact answer to every edit of `edit_plan`: (N, 5, 3, S, S) uint8, framed like the loader."""
+    """The renderer's exact answer to every edit of `column_edits`: (N, 5, 3, S, S) uint8, framed like the loader."""
     N, E = len(attrs), len(attrs[0])
     flat_files = [f for f in files for _ in range(E)]
     images = counterfactual_images(root, flat_files, [a for r in attrs for a in r], [v for r in values for v in r],

@@ -1,19 +1,18 @@
 """An interactive attribute editor for Jupyter (ipywidgets): pick a face or upload a photo, move signed sliders,
-press Edit.
+press Edit. This module is the view; `celebadiff.edit_session.EditSession` holds the state and runs the edit.
 
     source face (test image by index or thumbnail, or an uploaded photo: its largest face, found and aligned)
         + one slider per attribute, -3 "remove" .. 0 "keep" .. +3 "add"
         + beside each slider, where it may act: "joint" (one DiffEdit mask for every joint slider), its own
           DiffEdit mask, or a named region (mouth, eyes, hair, face, all; `celebadiff.regions`)
-        --> celebadiff.photo.edit_faces(..., attribute_strength=slider values)   (in a background thread)
-            or, when a moved slider names a region, celebadiff.regions.region_edit_faces (each moved slider
-            its own change, strength and region; a "joint" one then gets its own DiffEdit mask)
+        --> EditSession.run --> editing.Editor.edit (in a background thread): the joint sliders as one change
+            with per-attribute strengths, or, when a moved slider names a region, each moved slider its own
+            change, strength and region
         --> source | edited | |edited - source| heat map, and the classifier's reading of the result
         --> for a photo: the photo before (with the face's box) and after (the edit pasted back)
 
-The widget only wires controls to `photo.edit_faces` (which is `editing.edit` keeping each face's DDIM
-inversion), so the notebook, the CLI and this editor give the same result for the same settings; moving
-a slider and pressing Edit again reuses the face's inversion and reconstruction.
+The notebook, the CLI and this editor call the same `Editor`, so they give the same result for the same
+settings; moving a slider and pressing Edit again reuses the face's inversion, reconstruction and mask.
 
     editor = AttributeEditor.from_checkpoint("checkpoints")
     editor            # the last expression of a cell displays it
@@ -31,20 +30,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import CelebADataset, to_model_range, to_uint8
+from .data import CelebADataset, to_uint8
 from .diffusion import NoiseSchedule
+from .edit_session import JOINT, EditSession
 from .models import load_model
-from .photo import InversionCache, draw_boxes, edit_faces, frame_faces, is_celeba_frame, paste_faces, read_photo
-from .regions import OWN_MASK, REGIONS, layout_of, named_region, region_edit_faces
+from .photo import draw_boxes
+from .regions import OWN_MASK, REGIONS
 from .synthfaces import builtin_dataset
-from .unet import UNKNOWN, attribute_states
+from .unet import UNKNOWN
 
 SCALE = 4  # displayed images are upscaled this many times (nearest neighbour), so 32 px faces are visible
 DIFF_GAIN = 4  # |edited - source| is amplified this much in the difference image
 THUMBNAILS = 8  # faces in the thumbnail strip
 STRENGTH = 3.0  # slider range: -STRENGTH (remove) .. +STRENGTH (add)
 PHOTO_SIDE = 320  # an uploaded photo is shown at most this large
-JOINT = "joint"  # a slider's region: part of the joint edit, inside one DiffEdit mask
 REGION_OPTIONS = [("joint", JOINT), ("own mask", OWN_MASK), *((r, r) for r in REGIONS)]
 
 
@@ -72,16 +71,6 @@ def difference_heat(source, edited, gain=DIFF_GAIN):
     return (matplotlib.colormaps["inferno"](change.cpu().numpy())[..., :3] * 255).astype(np.uint8)
 
 
-def read_upload(content, name, size, crop):
-    """Bytes of an uploaded photo -> (Photo, its largest face as a FaceCrop), or ValueError saying what is wrong.
-
-    An image of CelebA's aligned aspect is framed as the loader frames it; any other is searched for faces.
-    """
-    photo = read_photo(io.BytesIO(bytes(content)), name=name)
-    crops, _ = frame_faces(photo.rgb, size, crop, name=name, aligned=is_celeba_frame(*photo.size))
-    return photo, crops[0]
-
-
 class AttributeEditor:
     """Edit faces with signed attribute sliders; display the editor as a cell's last expression.
 
@@ -92,35 +81,38 @@ class AttributeEditor:
         dataset: a CelebADataset with `attribute_names == config.attributes` and `size == config.image_size`.
         classifier: optional AttributeClassifier (celebadiff.classifier); reads the result and labels uploads.
         steps: the initial DDIM steps (25: a few seconds per edit for the 32 px demo model on a CPU).
+        precision: the Editor's ("fp32", "bf16" or "auto").
 
     For tests and scripts: `run_edit()` edits synchronously with the current settings and returns the
     (1, 3, H, W) result; `busy`, `status` (HTML), `result`, `sliders` {name: FloatSlider}, `regions`
     {name: Dropdown of REGION_OPTIONS}, `mask` (where the last edit acted, (1, 1, S, S) or None), `edit_button`;
-    after an edit of an uploaded photo, `pasted` is the whole photo edited (a `photo.Photo`).
+    after an edit of an uploaded photo, `pasted` is the whole photo edited (a `photo.Photo`). `session`
+    holds the face and its edits (`edit_session.EditSession`).
     """
 
-    def __init__(self, model, schedule, config, dataset, classifier=None, steps=25):
-        if list(dataset.attribute_names) != list(config.attributes) or dataset.size != config.image_size:
-            raise ValueError(f"the dataset gives {dataset.size} px images with attributes {dataset.attribute_names}, "
-                             f"the model wants {config.image_size} px and {list(config.attributes)}; build it as "
-                             "CelebADataset(root, split, attributes=list(config.attributes), size=config.image_size)")
-        if not 10 <= steps <= 100:
-            raise ValueError(f"steps={steps}: the editor's steps slider runs from 10 to 100; pick a value there")
-        if len(dataset) == 0:
-            raise ValueError(f"the {dataset.split} split of {dataset.root} is empty; choose another split")
+    def __init__(self, model, schedule, config, dataset, classifier=None, steps=25, precision="fp32"):
+        self.session = EditSession(model, schedule, config, dataset, classifier, steps, precision)
         self.model, self.schedule, self.config = model, schedule, config
-        self.dataset, self.classifier = dataset, classifier
-        self.names = list(config.attributes)
-        self.result = None
+        self.dataset, self.classifier, self.names = dataset, classifier, list(config.attributes)
         self._lock, self._thread = threading.Lock(), None
-        self._source = self._source_states = None
-        self._layout = "celeba"  # where named regions lie on the current face (`regions.layout_of`)
-        self.mask = None
         self._uploaded = False
-        self._photo = self._crop = self.pasted = None  # an uploaded photo, its face, the photo edited
-        self._cache = InversionCache()
         self._build(steps)
         self._show_dataset_face()
+
+    @property
+    def result(self):
+        """The last edit, (1, 3, H, W) on the CPU, or None."""
+        return None if self.session.result is None else self.session.result.edited
+
+    @property
+    def mask(self):
+        """Where the last edit acted, (1, 1, S, S), or None (the whole face, or no edit yet)."""
+        return self.session.mask
+
+    @property
+    def pasted(self):
+        """The uploaded photo with the last edit pasted back (a `photo.Photo`), or None."""
+        return self.session.pasted
 
     @classmethod
     def from_model(cls, model, config, data=None, split="test", classifier=None, **kwargs):
@@ -176,7 +168,11 @@ class AttributeEditor:
                                        for k, caption in (("photo", "your photo (the face found)"),
                                                           ("photo_edited", "edited, pasted back"))])
         self.photo_row.layout.display = "none"
+        self._wire()
+        self.widget = self._lay_out()
+        self._turn_page(0)
 
+    def _wire(self):
         self.index.observe(lambda _: self._show_dataset_face(), names="value")
         self.upload.observe(self._on_upload, names="value")
         for offset, pick in enumerate(self.picks):
@@ -186,6 +182,7 @@ class AttributeEditor:
         self.edit_button.on_click(self._on_edit_click)
         self.reset_button.on_click(lambda _: self.reset_sliders())
 
+    def _lay_out(self):
         strip = widgets.HBox([self.page_buttons[0],
                               *[widgets.VBox([t, p]) for t, p in zip(self.thumbnails, self.picks)],
                               self.page_buttons[1]])
@@ -198,13 +195,12 @@ class AttributeEditor:
         captions = {"source": "source", "edited": "edited", "difference": f"|edited &minus; source| &times;{DIFF_GAIN}"}
         results = widgets.HBox([widgets.VBox([widgets.HTML(f"<center>{captions[k]}</center>"), im])
                                 for k, im in self.images.items()] + [self.reading])
-        self.widget = widgets.VBox([
+        return widgets.VBox([
             widgets.HTML("<b>Source face</b>: a test image (slider or thumbnail), or upload a photo with a face"),
             widgets.HBox([self.index, self.upload]), strip, self.source_info,
             hint, widgets.HBox(columns),
             widgets.HBox([self.method, self.steps]), widgets.HBox([self.seed, self.reset_button]),
             widgets.HBox([self.edit_button, self.progress]), self.status, results, self.photo_row])
-        self._turn_page(0)
 
     def reset_sliders(self):
         """Every attribute slider back to 0 (keep), and every region back to joint."""
@@ -241,13 +237,10 @@ class AttributeEditor:
         self._show_dataset_face()  # also when the index did not change (coming back from an upload)
 
     def _show_dataset_face(self):
-        image, labels = self.dataset[self.index.value]
         self._uploaded = False
-        self._photo = self._crop = None
         self.photo_row.layout.display = "none"
-        with Image.open(self.dataset.paths[self.index.value]) as im:  # the header only: its size
-            self._layout = layout_of(im.height, im.width)
-        self._set_source(image[None], attribute_states(labels[None]), f"{self.dataset.split} image #{self.index.value}")
+        self.session.use_dataset_face(self.index.value)
+        self._show_source()
         if not self._first <= self.index.value < self._first + THUMBNAILS:
             self._turn_page(0)
         self._mark_pick()
@@ -259,39 +252,28 @@ class AttributeEditor:
         upload = files[0]
         name = upload.get("name", "upload")
         try:
-            photo, crop = read_upload(upload["content"], name, self.config.image_size, self.config.crop)
+            self.session.use_upload(upload["content"], name)
         except ValueError as err:
             self._say(str(err), error=True)
             return
         self._uploaded = True
-        self._layout = "celeba" if crop.score is not None else layout_of(*photo.size)
-        image = to_model_range(crop.x0)[None]
-        self._set_source(image, self._read_states(image), f"upload {name}")
-        self._photo, self._crop = photo, crop
+        self._show_source()
+        photo, crop = self.session.photo, self.session.crop
         boxed = draw_boxes(photo.rgb, [crop.box]) if crop.score is not None else photo.rgb
         self.photos["photo"].value = png(boxed, fit=PHOTO_SIDE)
         self.photos["photo_edited"].value = b""
         self.photo_row.layout.display = None
         self._mark_pick()
 
-    def _read_states(self, image):
-        """Source states of an upload: the classifier's reading (> 0.5) where it knows the name, else UNKNOWN."""
-        states = torch.full((1, len(self.names)), UNKNOWN, dtype=torch.long)
-        if self.classifier is not None:
-            probs = self._predict(image)
-            for a, name in enumerate(self.names):
-                if name in probs:
-                    states[0, a] = int(probs[name][0] > 0.5)
-        return states
-
-    def _set_source(self, image, states, label):
-        self._source, self._source_states = image, states
-        self.images["source"].value = png(to_uint8(image[0]))
+    def _show_source(self):
+        session = self.session
+        self.images["source"].value = png(to_uint8(session.x0[0]))
         self.images["edited"].value = self.images["difference"].value = b""
-        self.reading.value, self.result, self.pasted, self.mask = "", None, None, None
-        present = [n for n, s in zip(self.names, states[0].tolist()) if s == 1]
-        unknown = sum(s == UNKNOWN for s in states[0].tolist())
-        text = f"<b>{html.escape(label)}</b> shows: {', '.join(present) or 'none of the attributes'}"
+        self.reading.value = ""
+        states = session.y_source[0].tolist()
+        present = [n for n, s in zip(self.names, states) if s == 1]
+        unknown = sum(s == UNKNOWN for s in states)
+        text = f"<b>{html.escape(session.label)}</b> shows: {', '.join(present) or 'none of the attributes'}"
         self.source_info.value = text + (f" ({unknown} unknown)" if unknown else "")
         self._say("ready: move sliders, then press Edit")
 
@@ -334,54 +316,26 @@ class AttributeEditor:
             self._lock.release()
 
     def _edit(self):
-        source, states = self._source, self._source_states  # the face may change while this runs
-        photo, crop = self._photo, self._crop
-        strengths = torch.tensor([[self.sliders[n].value for n in self.names]])
-        device = next(self.model.parameters()).device
+        strengths = {n: self.sliders[n].value for n in self.names}
+        regions = {n: self.regions[n].value for n in self.names}
+        source = self.session.x0  # the face may change while this runs
         self.progress.value = 0
         self._say(f"editing with {self.method.label}, {self.steps.value} steps ...")
         start = time.perf_counter()
-        changes = self._region_changes(strengths[0], device)
-        if changes:
-            if self.method.value != "ddib":
-                raise ValueError("regions are DDIB's: choose the DDIB method, or set every moved slider's region "
-                                 "to joint")
-            result = region_edit_faces(self.model, self.schedule, source.to(device), states.to(device), changes,
-                                       self.names, steps=self.steps.value, seed=self.seed.value,
-                                       reconstruct=photo is not None, callback=self._progress)
-        else:
-            result = edit_faces(self.model, self.schedule, source.to(device), states.to(device),
-                                method=self.method.value, attribute_strength=strengths.to(device),
-                                steps=self.steps.value, seed=self.seed.value, reconstruct=photo is not None,
-                                cache=self._cache, callback=self._progress)
-        edited = result.edited.cpu()
-        self.result, self.mask = edited, None if result.mask is None else result.mask.cpu()
-        shown = edited.clamp(-1, 1)  # strong edits overshoot [-1, 1]; show and judge the image as displayed
+        result = self.session.run(strengths, regions, self.method.value, self.steps.value, self.seed.value,
+                                  callback=self._progress)
+        shown = result.edited.clamp(-1, 1)  # strong edits overshoot [-1, 1]; show and judge the image as displayed
         self.images["edited"].value = png(to_uint8(shown[0]))
         self.images["difference"].value = png(difference_heat(source[0], shown[0]))
-        self.reading.value = self._reading_table(source, shown, strengths[0])
-        if photo is not None:
-            self.pasted = paste_faces(photo, [crop], result.select(slice(0, 1)))
-            self.photos["photo_edited"].value = png(self.pasted.rgb, fit=PHOTO_SIDE)
-        moved = ", ".join(f"{n} {s:+.2f}" + (f" in {self.regions[n].label}" if changes else "")
-                          for n, s in zip(self.names, strengths[0].tolist()) if s) or \
-            "no slider moved: this is the DDIM reconstruction"
+        self.reading.value = self._reading_table(source, shown, strengths)
+        if self.session.pasted is not None:
+            self.photos["photo_edited"].value = png(self.session.pasted.rgb, fit=PHOTO_SIDE)
+        by_region = any(regions[n] != JOINT for n, s in strengths.items() if s)
+        moved = ", ".join(f"{n} {s:+.2f}" + (f" in {self.regions[n].label}" if by_region else "")
+                          for n, s in strengths.items() if s) or "no slider moved: this is the DDIM reconstruction"
         reused = "; the face's inversion reused" if result.inversion_cached else ""
         self._say(f"edited in {time.perf_counter() - start:.1f} s ({moved}{reused})")
-        return edited
-
-    def _region_changes(self, strengths, device):
-        """`edit_regions` changes of the moved sliders when one of them names a region, else [] (the joint edit)."""
-        moved = [(n, s) for n, s in zip(self.names, strengths.tolist()) if s]
-        if all(self.regions[n].value == JOINT for n, _ in moved):
-            return []
-        size, crop = self.config.image_size, self.config.crop
-        changes = []
-        for name, s in moved:
-            where = self.regions[name].value
-            region = None if where in (JOINT, OWN_MASK) else named_region(where, size, crop, self._layout).to(device)
-            changes.append((name, int(s > 0), abs(s), region))
-        return changes
+        return result.edited
 
     def _progress(self, done, total):
         self.progress.max, self.progress.value = total, done
@@ -398,7 +352,7 @@ class AttributeEditor:
             return ""
         before, after = self._predict(source), self._predict(edited)
         rows = [f"<tr><td>{n}</td><td>{s:+.2f}</td><td>{before[n][0]:.2f}</td><td>{after[n][0]:.2f}</td></tr>"
-                for n, s in zip(self.names, strengths.tolist()) if s and n in after]
+                for n, s in strengths.items() if s and n in after]
         if not rows:
             return "<i>classifier: no moved slider to read</i>"
         return ("<table style='border-spacing: 10px 2px'>"

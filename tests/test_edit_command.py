@@ -11,10 +11,10 @@ import torch
 from conftest import EDIT_NAMES, edit_checkpoint
 from PIL import Image
 
-from celebadiff import edit_command, faces
+from celebadiff import faces
 from celebadiff.__main__ import main
 from celebadiff.data import CELEBA_ATTRIBUTES
-from celebadiff.photo import FaceEdit
+from celebadiff.editing import Editor, FaceEdit
 from celebadiff.unet import PRESENT, UNKNOWN
 
 NAMES = EDIT_NAMES
@@ -26,13 +26,16 @@ def _edit(ckpt, image, out, *extra):
 
 
 def _recording_edit(monkeypatch):
-    """Replace photo.edit_faces (as the command sees it) by one that records its inputs and changes nothing."""
+    """Replace Editor.edit by one that records its inputs (y_source, the change's target, and its strength,
+    steps and region as "mask") and changes nothing."""
     calls = []
 
-    def fake(model, schedule, x0, y_source, y_target, **kwargs):
-        calls.append((y_source.clone(), y_target.clone(), kwargs))
+    def fake(self, x0, y_source, changes, method="ddib", **kwargs):
+        change, = changes
+        calls.append((y_source.clone(), change.target.clone(),
+                      {"strength": change.strength, "steps": self.steps, "mask": change.region}))
         return FaceEdit(x0, x0, None, False)
-    monkeypatch.setattr(edit_command, "edit_faces", fake)
+    monkeypatch.setattr(Editor, "edit", fake)
     return calls
 
 
@@ -76,11 +79,11 @@ def test_source_attributes_come_from_the_dataset_row(ckpt, celeba, tmp_path, mon
     assert kwargs["strength"] == 2.0 and kwargs["steps"] == 3
 
 
-@pytest.mark.parametrize("flags, mask", [((), None), (("--no-mask",), False), (("--mask",), True)])
+@pytest.mark.parametrize("flags, mask", [((), None), (("--no-mask",), False), (("--mask",), None)])
 def test_the_mask_flag_reaches_edit(ckpt, celeba, tmp_path, monkeypatch, flags, mask):
     calls = _recording_edit(monkeypatch)
     assert _edit(ckpt, celeba / "img_align_celeba" / "000001.jpg", tmp_path / "o.png", "--set", "Male=1", *flags) == 0
-    assert calls[0][2]["mask"] is mask  # None: edit's default (the mask for DDIB)
+    assert calls[0][2]["mask"] is mask  # None: the change's own DiffEdit mask (DDIB's default); False: none
 
 
 def test_sdedit_with_a_mask_is_a_one_line_error(ckpt, celeba, tmp_path, capsys):

@@ -1,11 +1,12 @@
 """Editing on a tiny model: shapes, determinism, strength 0 = reconstruction, multi-attribute and signed strengths;
-region-wise edits on the tiny model and on an analytic one."""
+region-wise edits on the tiny model and on an analytic one; the Editor's caches and counts; bf16 on the demo model."""
 
 import pytest
 import torch
 
+from celebadiff.changes import Change, edit_mask, set_attributes
 from celebadiff.diffusion import NoiseSchedule
-from celebadiff.editing import edit, edit_mask, edit_regions, regenerate, set_attributes
+from celebadiff.editing import Editor, edit
 from celebadiff.sampling import ddim_invert, ddim_sample, ddim_timesteps
 from celebadiff.unet import ABSENT, PRESENT, UNKNOWN
 
@@ -15,6 +16,12 @@ NAMES = ("Smiling", "Eyeglasses", "Male")
 @pytest.fixture(scope="module")
 def setup(tiny_unet):
     return tiny_unet
+
+
+def edit_regions(model, schedule, x0, y, changes, attribute_names=None, steps=10, callback=None, **kwargs):
+    """Several changes, each in its own region: one `Editor.edit`."""
+    editor = Editor(model, schedule, steps, attribute_names=attribute_names, **kwargs)
+    return editor.edit(x0, y, changes, callback=callback).edited
 
 
 def test_strength_zero_is_exactly_the_ddim_reconstruction(setup):
@@ -125,7 +132,8 @@ def test_no_change_gives_an_empty_mask_and_exactly_the_reconstruction(setup):
     recon = edit(model, s, x0, y, target, strength=0.0, steps=10, mask=False)
     assert torch.equal(edit(model, s, x0, y, target, strength=0.0, steps=10, mask=True), recon)
     masked = edit(model, s, x0, y, target, steps=10, mask=True)  # row 0 is edited inside its mask, row 1 is not
-    assert torch.equal(masked[1], edit(model, s, x0, y, target, steps=10, mask=False)[1])
+    torch.testing.assert_close(masked[1], recon[1])
+    assert not torch.allclose(masked[0], recon[0])
 
 
 def test_outside_the_mask_the_face_is_kept_and_inside_it_is_edited(setup):
@@ -197,6 +205,8 @@ def test_empty_regions_give_exactly_the_reconstruction(setup):
     out = edit_regions(model, s, x0, y, [("Eyeglasses", 1, 2.0, empty), ("Male", 0, 1.0, empty)], NAMES, steps=10,
                        callback=lambda done, total: calls.append((done, total)))
     assert torch.equal(out, recon) and calls[-1] == (20, 20)  # no mask draws: the regions were given
+    # one change in an empty region is no change either (a mask image painted black)
+    torch.testing.assert_close(edit_regions(model, s, x0, y, [("Eyeglasses", 1, 2.0, empty)], NAMES), recon)
     # a change of strength 0 is no change, wherever its region lies
     full = torch.ones(1, 1, 16, 16)
     torch.testing.assert_close(edit_regions(model, s, x0, y, [("Eyeglasses", 1, 0.0, full)], NAMES, steps=10), recon)
@@ -269,20 +279,80 @@ def test_bad_region_edit_errors(setup):
             ([("Smiling",)], {"attribute_names": NAMES}, "a change is"),
             ([(0, 2)], {}, "must be 0 or 1"),
             ([(0, 1)], {"attribute_names": NAMES[:2]}, "has 2 names but y_source has 3"),
-            ([(0, 1, 1.0, torch.ones(2, 1, 8, 8))], {}, r"give one of shape \(2, 1, 16, 16\)")):
+            ([(0, 1, 1.0, torch.ones(2, 1, 8, 8))], {}, r"give one of shape \(2, 1, 16, 16\)"),
+            ([(0, 1), Change(attribute_strength=torch.tensor([0.0, 1.0, 0.0]))], {}, "give each attribute its own")):
         with pytest.raises(ValueError, match=needle):
             edit_regions(model, s, x0, y, changes, steps=2, **kwargs)
 
 
-def test_regenerate_from_a_kept_inversion_is_edit(setup):
+# --- the Editor: one inversion per face, cached masks, counted evaluations --------------------------------
+
+def test_a_kept_inversion_regenerates_exactly_what_edit_gives(setup):
     model, s, x0, y = setup
     target = set_attributes(y, NAMES, {"Eyeglasses": 1})
-    trajectory = ddim_invert(model, s, x0, y, steps=8, return_trajectory=True)
-    mask = edit_mask(model, s, x0, y, target)
+    editor = Editor(model, s, steps=8)
+    face = editor.invert(x0, y)
+    assert len(face.trajectory) == 9 and torch.equal(face.trajectory[-1], ddim_invert(model, s, x0, y, steps=8))
     for strength in (1.0, 2.5):
-        for m, given in ((mask, True), (False, False)):
-            again = regenerate(model, s, trajectory, y, target, strength, mask=m, steps=8)
-            torch.testing.assert_close(again, edit(model, s, x0, y, target, strength=strength, steps=8, mask=given))
+        for region, mask in ((None, True), (False, False)):
+            again, _ = editor.generate(face, Change(target, strength, region=region))
+            assert torch.equal(again, edit(model, s, x0, y, target, strength=strength, steps=8, mask=mask))
+    assert editor.invert(x0, y) is face and len(face.masks) == 1  # one direction: one mask for both strengths
+
+
+def test_a_moved_slider_costs_only_the_generation_and_the_counts_are_right(setup):
+    model, s, x0, y = setup
+    editor, calls = Editor(model, s, steps=6, mask_draws=2), []
+    record = lambda done, total: calls.append((done, total))
+    smile = Change(set_attributes(y, NAMES, {"Smiling": 1}), 1.0)
+    assert editor.cost(x0, y, smile, reconstruct=True) == 6 + 6 + 2 * 2 + 6
+    first = editor.edit(x0, y, smile, reconstruct=True, callback=record)
+    assert calls[-1] == (22, 22) and len(calls) == 22 and editor.evaluations == 22 and not first.inversion_cached
+    calls.clear()
+    stronger = Change(smile.target, 3.0)  # the same direction: its mask is reused
+    second = editor.edit(x0, y, stronger, reconstruct=True, callback=record)
+    assert calls[-1] == (6, 6) and len(calls) == 6 and second.inversion_cached
+    assert torch.equal(second.reconstruction, first.reconstruction) and torch.equal(second.mask, first.mask)
+    assert torch.equal(second.edited, edit(model, s, x0, y, smile.target, strength=3.0, steps=6, mask_draws=2))
+    calls.clear()
+    editor.attribute_names = list(NAMES)
+    assert editor.cost(x0, y, [("Smiling", 1, 2.0)]) == 6  # Smiling alone is the same direction: its mask is kept
+    both = [("Male", 0, 2.0), ("Eyeglasses", 1, 1.0, torch.ones(1, 1, 16, 16))]  # a new mask for Male
+    assert editor.cost(x0, y, both) == 2 * 2 + 6
+    editor.edit(x0, y, both, callback=record)
+    assert calls[-1] == (10, 10) and len(calls) == 10
+    editor.steps = 4  # other steps: another inversion
+    assert editor.cost(x0, y, both) == 4 + 2 * 2 + 4 and not editor.cached(x0, y)
+
+
+def test_the_cache_keeps_the_last_faces(setup):
+    model, s, x0, y = setup
+    editor = Editor(model, s, steps=2, cache_size=1)
+    editor.invert(x0, y)
+    editor.invert(x0[:1], y[:1])
+    assert editor.cached(x0[:1], y[:1]) and not editor.cached(x0, y)
+    assert Editor(model, s, steps=2, cache_size=0).invert(x0, y) is not None
+
+
+def test_bf16_inversion_and_reconstruction_stay_within_half_a_db_of_fp32():
+    from celebadiff.data import CelebADataset
+    from celebadiff.metrics import psnr
+    from celebadiff.models import load_model
+    from celebadiff.synthfaces import builtin_dataset
+    from celebadiff.unet import attribute_states
+
+    model, config, _ = load_model("demo")
+    schedule = NoiseSchedule.named(config.schedule, config.T)
+    faces = CelebADataset(builtin_dataset(smoke=True), "test", attributes=list(config.attributes),
+                          size=config.image_size, crop=config.crop)
+    x0, y = torch.stack([faces[i][0] for i in range(4)]), attribute_states(faces.labels[:4])
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        editor = Editor(model, schedule, steps=20, precision=precision)
+        assert editor.precision == precision
+        scores[precision] = psnr(editor.reconstruct(editor.invert(x0, y)).clamp(-1, 1), x0)
+    assert (scores["fp32"] > 20).all()  # a real reconstruction, not noise
+    assert ((scores["bf16"] - scores["fp32"]).abs() < 0.5).all(), scores
 
 
 def test_the_mask_depends_on_the_direction_of_the_edit_not_on_its_strength(setup):

@@ -10,9 +10,10 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
 from celebadiff import data, faces, photo
+from celebadiff.changes import Change, set_attributes
 from celebadiff.config import preset
 from celebadiff.diffusion import NoiseSchedule
-from celebadiff.editing import edit, set_attributes
+from celebadiff.editing import Editor, edit
 from celebadiff.models import build_model
 from celebadiff.unet import PRESENT, UNKNOWN
 
@@ -184,8 +185,8 @@ def test_a_real_edit_changes_the_photo_only_inside_its_mask(astronaut, smoke):
     model, schedule, config = smoke
     crops, _ = photo.frame_faces(astronaut.rgb, config.image_size, config.crop, "astronaut")
     y = torch.full((1, 3), UNKNOWN)
-    result = photo.edit_faces(model, schedule, data.to_model_range(crops[0].x0)[None], y,
-                              set_attributes(y, NAMES, {"Smiling": 0}), steps=4)
+    result = Editor(model, schedule, 4).edit(data.to_model_range(crops[0].x0)[None], y,
+                                             Change(set_attributes(y, NAMES, {"Smiling": 0})), reconstruct=True)
     assert result.mask is not None and 0 < result.mask.mean() < 1
     out = photo.paste_faces(astronaut, crops, result)
     weight = faces.paste_weight(result.mask[0], crops[0].to_model, astronaut.size)
@@ -196,32 +197,32 @@ def test_a_real_edit_changes_the_photo_only_inside_its_mask(astronaut, smoke):
 
 # --- the cached edit ---------------------------------------------------------------------------------------
 
-def test_edit_faces_is_edit_and_reuses_the_inversion(astronaut, smoke):
+def test_the_editor_on_a_photo_is_edit_and_reuses_the_inversion(astronaut, smoke):
     model, schedule, _ = smoke
     x0 = data.to_model_range(_frame(astronaut).x0)[None]
     y = torch.full((1, 3), UNKNOWN)
-    cache, counts, calls = photo.InversionCache(), [], []
+    editor, counts, calls = Editor(model, schedule, 5), [], []
     for strength in (1.0, 2.0):  # a slider moved: the same face, another edit
         calls.clear()
-        result = photo.edit_faces(model, schedule, x0, y, attribute_strength=torch.tensor([[strength, 0, 0]]),
-                                  steps=5, cache=cache, callback=lambda done, total: calls.append(total))
+        result = editor.edit(x0, y, Change(attribute_strength=torch.tensor([[strength, 0, 0]])), reconstruct=True,
+                             callback=lambda done, total: calls.append(total))
         direct = edit(model, schedule, x0, y, attribute_strength=torch.tensor([[strength, 0, 0]]), steps=5)
         assert torch.equal(result.edited, direct)  # edit's own result, to the bit
         counts.append((len(calls), calls[-1], result.inversion_cached))
     # first: inversion 5 + reconstruction 5 + mask 8 + generation 5; then generation only (the mask is
-    # the same at any size of the same edit, edit_direction)
+    # the same at any size of the same edit, Change.direction)
     assert counts == [(23, 23, False), (5, 5, True)]
     # a target edit's mask does not depend on the strength: a moved strength slider regenerates only
     target = y.clone()
     target[0, 0] = PRESENT
     for strength, evaluations in ((1.0, 13), (2.5, 5), (-1.0, 5)):
         calls.clear()
-        result = photo.edit_faces(model, schedule, x0, y, target, strength=strength, steps=5, cache=cache,
-                                  callback=lambda done, total: calls.append(total))
+        result = editor.edit(x0, y, Change(target, strength), reconstruct=True,
+                             callback=lambda done, total: calls.append(total))
         assert len(calls) == calls[-1] == evaluations
         assert torch.equal(result.edited, edit(model, schedule, x0, y, target, strength=strength, steps=5))
-    sdedit = photo.edit_faces(model, schedule, x0, y, attribute_strength=torch.tensor([[1.0, 0, 0]]),
-                              method="sdedit", steps=5)
+    sdedit = editor.edit(x0, y, Change(attribute_strength=torch.tensor([[1.0, 0, 0]]), region=False), "sdedit",
+                         reconstruct=True)
     assert torch.equal(sdedit.edited, edit(model, schedule, x0, y, attribute_strength=torch.tensor([[1.0, 0, 0]]),
                                            method="sdedit", steps=5))
 

@@ -1,4 +1,5 @@
-"""Region-wise editing: named regions and mask images, `region_edit_faces`, `edit --region` and the editor's regions."""
+"""Region-wise editing: named regions and mask images, the Editor's region edits, `edit --region` and the editor's
+regions."""
 
 import numpy as np
 import pytest
@@ -7,15 +8,19 @@ from PIL import Image
 from test_edit_command import NAMES, _edit, _pixels
 from test_widgets import STEPS, faces, parts  # noqa: F401 (fixtures)
 
-from celebadiff import edit_command, synthfaces
+from celebadiff import synthfaces
+from celebadiff.changes import edit_mask, set_attributes
 from celebadiff.diffusion import NoiseSchedule
-from celebadiff.editing import edit_mask, edit_regions, set_attributes
+from celebadiff.editing import Editor, FaceEdit
 from celebadiff.faces import TEMPLATE, apply, frame_transform
-from celebadiff.photo import FaceEdit
-from celebadiff.regions import layout_of, named_region, read_region, region_edit_faces
+from celebadiff.regions import layout_of, named_region, read_region, region_changes, region_for
 from celebadiff.sampling import ddim_invert, ddim_sample
 from celebadiff.unet import ABSENT, PRESENT
 from celebadiff.widgets import AttributeEditor
+
+
+def edit_regions(model, schedule, x0, y, changes, names, steps=10):
+    return Editor(model, schedule, steps, attribute_names=names).edit(x0, y, changes).edited
 
 # --- named regions and mask images ---------------------------------------------------------------------
 
@@ -46,6 +51,21 @@ def test_builtin_faces_have_their_own_layout():
     assert layout_of(64, 64) == "builtin" and layout_of(218, 178) == "celeba" and layout_of(109, 89) == "celeba"
     with pytest.raises(ValueError, match="unknown region 'nose'; choose one of mouth"):
         named_region("nose", 64)
+
+
+def test_a_region_spec_is_a_name_a_mask_file_or_the_changes_own_mask(tmp_path):
+    assert region_for("diffedit", 16) is None
+    both = region_for("mouth", 64, layouts=["celeba", "builtin"])  # one per face, each on its own layout
+    assert torch.equal(both, torch.cat([named_region("mouth", 64), named_region("mouth", 64, layout="builtin")]))
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / "white.png")
+    assert torch.equal(region_for(tmp_path / "white.png", 16), torch.ones(1, 1, 16, 16))
+    given = torch.zeros(1, 1, 16, 16)
+    assert region_for(given, 16) is given
+    changes = region_changes([("Smiling", 1, 2.0, "eyes"), ("Male", 0, 1.0, "diffedit")], 16)
+    assert changes[0][:3] == ("Smiling", 1, 2.0) and torch.equal(changes[0][3], named_region("eyes", 16))
+    assert changes[1] == ("Male", 0, 1.0, None)
+    with pytest.raises(FileNotFoundError, match="--region Smiling: mask image .*nose not found"):
+        region_for("nose", 16, flag="--region Smiling")
 
 
 def test_a_mask_image_is_white_may_change_at_any_size(tmp_path):
@@ -90,13 +110,14 @@ def test_pixels_outside_an_attributes_region_are_unchanged_by_its_edit():
     assert torch.equal(both[..., outside_mouth & outside_eyes], x0[..., outside_mouth & outside_eyes])
 
 
-def test_region_edit_faces_is_edit_regions_with_the_union_and_the_reconstruction(tiny_unet):
+def test_a_region_edit_gives_the_union_and_the_reconstruction(tiny_unet):
     model, s, x0, y = tiny_unet
     top = torch.zeros(1, 1, 16, 16)
     top[..., :6, :] = 1
     changes = [("Eyeglasses", 1, 1.5, top), ("Male", 0, 2.0)]  # Male: its own DiffEdit mask
     calls = []
-    out = region_edit_faces(model, s, x0, y, changes, NAMES, steps=5, callback=lambda d, t: calls.append((d, t)))
+    out = Editor(model, s, 5, attribute_names=NAMES).edit(x0, y, changes, reconstruct=True,
+                                                          callback=lambda d, t: calls.append((d, t)))
     torch.testing.assert_close(out.edited, edit_regions(model, s, x0, y, changes, NAMES, steps=5))
     male_mask = edit_mask(model, s, x0, y, set_attributes(y, NAMES, {"Male": 0}), 2.0)
     torch.testing.assert_close(out.mask, torch.maximum(top.expand(2, -1, -1, -1), male_mask))
@@ -105,20 +126,20 @@ def test_region_edit_faces_is_edit_regions_with_the_union_and_the_reconstruction
     assert calls[-1] == (23, 23) and len(calls) == 23  # Male's 8 mask draws; inversion, edit, recon: 5 each
 
 
-def test_region_edit_faces_leaves_a_change_of_strength_zero_out_of_the_union(tiny_unet):
+def test_a_change_of_strength_zero_is_left_out_of_the_union(tiny_unet):
     model, s, x0, y = tiny_unet
     top, bottom = torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16)
     top[..., :6, :], bottom[..., 10:, :] = 1, 1
-    out = region_edit_faces(model, s, x0, y, [("Eyeglasses", 1, 1.5, top), ("Male", 0, 0.0, bottom)], NAMES,
-                            steps=5, reconstruct=False)
+    changes = [("Eyeglasses", 1, 1.5, top), ("Male", 0, 0.0, bottom)]
+    out = Editor(model, s, 5, attribute_names=NAMES).edit(x0, y, changes)
     assert torch.equal(out.mask, top.expand(2, -1, -1, -1))  # the paste-back never touches the bottom rows
 
 
 def test_a_change_of_strength_zero_costs_no_mask_and_no_evaluations(tiny_unet):
     model, s, x0, y = tiny_unet
     calls = []
-    out = region_edit_faces(model, s, x0, y, [("Smiling", 1, 0.0), ("Male", 0, 2.0)], NAMES, steps=5,
-                            callback=lambda d, t: calls.append((d, t)))
+    out = Editor(model, s, 5, attribute_names=NAMES).edit(x0, y, [("Smiling", 1, 0.0), ("Male", 0, 2.0)],
+                                                          reconstruct=True, callback=lambda d, t: calls.append((d, t)))
     assert calls[-1] == (23, 23) and len(calls) == 23  # Male's 8 mask draws only; inversion, edit, recon: 5 each
     torch.testing.assert_close(out.edited, edit_regions(model, s, x0, y, [("Male", 0, 2.0)], NAMES, steps=5))
 
@@ -147,10 +168,10 @@ def test_edit_with_regions_writes_an_image_changed_only_inside_them(ckpt, celeba
 def test_per_attribute_strengths_and_regions_reach_the_region_edit(ckpt, celeba, tmp_path, monkeypatch):
     calls = []
 
-    def fake(model, schedule, x0, y_source, changes, names, **kwargs):
+    def fake(self, x0, y_source, changes, method="ddib", **kwargs):
         calls.append(changes)
         return FaceEdit(x0, x0, torch.zeros_like(x0[:, :1]), False)
-    monkeypatch.setattr(edit_command, "region_edit_faces", fake)
+    monkeypatch.setattr(Editor, "edit", fake)
     image = celeba / "img_align_celeba" / "000002.jpg"
     assert _edit(ckpt, image, tmp_path / "o.png", "--set", "Smiling=1", "--set", "Male=1", "--strength", "0.5",
                  "--strength", "Smiling=2", "--region", "Male=mouth") == 0
@@ -204,7 +225,7 @@ def test_the_editors_region_confines_a_slider_and_joint_keeps_the_joint_edit(par
     region = named_region("mouth", editor.config.image_size, editor.config.crop, "builtin")
     assert torch.equal(editor.mask, torch.maximum(region, editor.mask))  # the union holds the mouth
     outside = editor.mask[0, 0] == 0
-    assert outside.any() and torch.equal(edited[0][:, outside], editor._source[0][:, outside])
+    assert outside.any() and torch.equal(edited[0][:, outside], editor.session.x0[0][:, outside])
     editor.method.value = "sdedit"
     assert editor.run_edit() is None and "regions are DDIB&#x27;s" in editor.status.value
     editor.reset_sliders()

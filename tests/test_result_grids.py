@@ -2,8 +2,8 @@ import matplotlib
 import pytest
 import torch
 
-from celebadiff.evaluation import psnr
-from celebadiff.result_grids import COLUMNS, counterfactual_grid, edit_plan, edit_psnr
+from celebadiff.metrics import psnr
+from celebadiff.result_grids import COLUMNS, column_edits, counterfactual_grid, edit_psnr
 
 matplotlib.use("Agg")
 
@@ -20,10 +20,10 @@ def _caption(fig, row, col):
     return fig.axes[row * len(COLUMNS) + col].get_xlabel()
 
 
-def test_edit_plan_flips_each_attribute_and_turns_hair_blond_or_black():
+def test_column_edits_flip_each_attribute_and_turn_hair_blond_or_black():
     names = ["Smiling", "Mouth_Slightly_Open", "Eyeglasses", "Male", "Black_Hair", "Blond_Hair"]
     labels = torch.tensor([[1, 0, 0, 1, 1, 0], [0, 1, 1, 0, 0, 1]], dtype=torch.float)
-    attrs, values, captions = edit_plan(labels, names)
+    attrs, values, captions = column_edits(labels, names)
     assert attrs == [["Smiling", "Mouth_Slightly_Open", "Eyeglasses", "Blond_Hair", "Male"],
                      ["Smiling", "Mouth_Slightly_Open", "Eyeglasses", "Black_Hair", "Male"]]
     assert values == [[0, 1, 1, 1, 0], [1, 0, 0, 1, 1]]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from celebadiff import synth_drawing
 from celebadiff import synthfaces as sf
 from celebadiff.data import CELEBA_ATTRIBUTES, CelebADataset
 
@@ -44,7 +45,7 @@ def test_render_is_a_pure_function_of_each_face(faces, monkeypatch):
                           {k: v[i:i + 1] for k, v in attributes.items()}, 64)
         np.testing.assert_array_equal(alone[0], batch[i])
     # painting each part on all rows instead of its band changes nothing: bands never cut a shape
-    monkeypatch.setattr(sf._Canvas, "band", lambda self, y0, y1: (self.x, self.y, self.img))
+    monkeypatch.setattr(synth_drawing._Canvas, "band", lambda self, y0, y1: (self.x, self.y, self.img))
     np.testing.assert_array_equal(sf.render(identity, attributes, 64), batch)
 
 

@@ -15,8 +15,8 @@ from celebadiff import widgets as editor_module
 from celebadiff.config import preset
 from celebadiff.data import CelebADataset
 from celebadiff.diffusion import NoiseSchedule
+from celebadiff.editing import FaceEdit
 from celebadiff.models import build_model
-from celebadiff.photo import FaceEdit
 from celebadiff.unet import UNKNOWN
 from celebadiff.widgets import AttributeEditor
 
@@ -83,7 +83,7 @@ def test_slider_edit_changes_the_face(editor):
     assert editor.progress.value == editor.progress.max == 2 * STEPS  # inversion, generation (no mask: no change)
     editor.sliders["Smiling"].value = 2.0
     edited = editor.run_edit()
-    source = editor._source
+    source = editor.session.x0
     assert edited.shape == source.shape == (1, 3, 16, 16)
     assert editor.result is edited and not editor.busy and not editor.edit_button.disabled
     assert (edited - source).abs().mean() > 0.05
@@ -111,13 +111,13 @@ def test_sdedit_and_its_seed(editor):
 def test_second_click_while_busy_starts_no_second_edit(editor, monkeypatch):
     started, release, calls = threading.Event(), threading.Event(), []
 
-    def slow_edit(model, schedule, x0, *args, **kwargs):
+    def slow_edit(x0, *args, **kwargs):
         calls.append(1)
         started.set()
         release.wait(10)
         return FaceEdit(x0 + 0.5, None, None, False)
 
-    monkeypatch.setattr(editor_module, "edit_faces", slow_edit)
+    monkeypatch.setattr(editor.session.editor, "edit", slow_edit)
     editor.edit_button.click()
     assert started.wait(10)
     assert editor.busy and editor.edit_button.disabled
@@ -128,14 +128,14 @@ def test_second_click_while_busy_starts_no_second_edit(editor, monkeypatch):
     editor.wait(10)
     assert len(calls) == 1
     assert not editor.busy and not editor.edit_button.disabled
-    torch.testing.assert_close(editor.result, editor._source + 0.5)
+    torch.testing.assert_close(editor.result, editor.session.x0 + 0.5)
 
 
 def test_failing_edit_is_reported_in_the_status_line(editor, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(editor_module, "edit_faces", broken)
+    monkeypatch.setattr(editor.session.editor, "edit", broken)
     assert editor.run_edit() is None
     assert "edit failed: RuntimeError: out of memory" in editor.status.value
     assert not editor.busy and not editor.edit_button.disabled
@@ -151,11 +151,11 @@ def test_corrupt_upload_shows_an_error(editor):
 def test_an_uploaded_photo_is_found_edited_and_pasted_back(editor):
     upload(editor, ASTRONAUT.read_bytes(), name="astronaut.jpg")
     assert "upload astronaut.jpg" in editor.source_info.value
-    assert editor._source.shape == (1, 3, 16, 16)
-    assert (editor._source_states == UNKNOWN).all()  # no classifier: nothing is known
+    assert editor.session.x0.shape == (1, 3, 16, 16)
+    assert (editor.session.y_source == UNKNOWN).all()  # no classifier: nothing is known
     before = np.asarray(Image.open(io.BytesIO(editor.photos["photo"].value)))
     assert before.shape == (editor_module.PHOTO_SIDE, editor_module.PHOTO_SIDE, 3)
-    x0, y0, x1, y1 = (round(v * editor_module.PHOTO_SIDE / 512) for v in editor._crop.box)
+    x0, y0, x1, y1 = (round(v * editor_module.PHOTO_SIDE / 512) for v in editor.session.crop.box)
     assert (before[y0 + 1:y1, x0] > [200, 180, -1]).all(1).mean() > 0.8  # the yellow box's left edge
     editor.sliders["Smiling"].value = -1.0
     first = editor.run_edit()
@@ -182,7 +182,7 @@ def test_an_uploaded_aligned_face_is_framed_like_the_data(editor, faces):
     face = np.asarray(Image.open(faces / "img_align_celeba" / "000001.png"))  # 32 px, not a real photo
     aligned = np.asarray(Image.fromarray(face).resize((178, 218)))  # CelebA's aspect: no detection
     upload(editor, png_bytes(aligned))
-    assert editor._source.shape == (1, 3, 16, 16) and editor._crop.score is None
+    assert editor.session.x0.shape == (1, 3, 16, 16) and editor.session.crop.score is None
     editor.sliders["Smiling"].value = 1.0
     assert editor.run_edit() is not None and editor.pasted.size == (218, 178)
 
@@ -199,7 +199,7 @@ def test_classifier_reads_the_result(parts, faces):
     p = classifier_module.predict(classifier, edited.clamp(-1, 1))[0, list(parts[2].attributes).index("Smiling")].item()
     assert f"{p:.2f}" in table
     upload(editor, ASTRONAUT.read_bytes(), name="astronaut.jpg")
-    assert (editor._source_states != UNKNOWN).all()  # the classifier labelled the upload
+    assert (editor.session.y_source != UNKNOWN).all()  # the classifier labelled the upload
 
 
 def test_dataset_must_match_the_model(parts, faces):
