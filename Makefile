@@ -81,7 +81,7 @@ train-celeba: .venv/.installed
 # A stopping point of the campaign: export the EMA weights, score them and the committed model on the same
 # 64 valid faces, log a row in the model card, replace checkpoints/celeba64.safetensors only if better.
 celeba-stop: .venv/.installed
-	$(PY) -m celebadiff.campaign runs/celeba64 --n 64 --strengths 1,2
+	$(PY) -m celebadiff.campaign runs/celeba64 --n 64 --strengths 1.5,2
 
 # The campaign's first stage from scratch (3,000 steps, about 1.5 h on 2 CPU cores), and the real-face judge.
 train-celeba-stage1: .venv/.installed

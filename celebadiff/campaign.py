@@ -1,27 +1,29 @@
 """A stopping point of the real-face training campaign: export, score, log, and keep what improved.
 
-    python -m celebadiff.campaign RUN [--n 64] [--strengths 1,2]     (`make celeba-stop`)
+    python -m celebadiff.campaign RUN [--n 64] [--strengths 1.5,2]     (`make celeba-stop`)
 
 The campaign (`make train-celeba`) trains `celeba64` a session at a time on whatever machine the session
 has. At each stopping point this exports the run's EMA weights (fp16), scores them on the same valid
 faces as the committed model (DDIB + DiffEdit mask, 50 + 50 steps, the committed judge), appends a row
 to the model card's training log, and replaces `checkpoints/celeba64.safetensors` only when the new
-weights edit better at the default strength while keeping the other attributes (at most
-REAL_PRESERVATION_SLACK below the unchanged photos) and reconstructing (REAL_TARGETS' PSNR): the
-repository keeps one model file, not one per stop.
+weights edit better: each model is judged at its best strength among those scored that keeps the other
+attributes (preservation at most 0.02 below the unchanged photos') and reconstructs (30 dB), and that
+strength is stored in the file as the model's default (`models.default_strength`). The repository keeps
+one model file, not one per stop.
 """
 
 import argparse
 import csv
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .models import CHECKPOINTS, default_strength, export_ema, read_checkpoint
+from safetensors import safe_open
+
+from .models import CHECKPOINTS, atomic_save, export_ema, read_checkpoint
 
 NAME = "celeba64"
 CARD = CHECKPOINTS / "CELEBA64_MODEL_CARD.md"
@@ -46,11 +48,25 @@ def summary(metrics):
             metrics["psnr_reconstruction"], metrics["ssim_reconstruction"])
 
 
-def improves(new, old, slack=0.02, min_psnr=30.0):
-    """Whether scorecard `new` beats `old`: more edit success, preservation within `slack` of the unchanged
-    photos' and reconstruction at least `min_psnr` dB (both summaries as `summary` returns them)."""
-    success, preservation, unchanged, recon, _ = new
-    return success > old[0] and preservation >= unchanged - slack and recon >= min_psnr
+def within_targets(summary_, slack=0.02, min_psnr=30.0):
+    """Whether a scorecard keeps the other attributes (preservation at most `slack` below the unchanged
+    photos') and reconstructs (at least `min_psnr` dB)."""
+    _, preservation, unchanged, recon, _ = summary_
+    return preservation >= unchanged - slack and recon >= min_psnr
+
+
+def best_strength(summaries, **targets):
+    """(strength, summary) of the most successful edit strength that stays within the targets, or None.
+
+    summaries: {strength: summary}; ties go to the lower strength (the gentler edit)."""
+    fine = [(s, v) for s, v in sorted(summaries.items()) if within_targets(v, **targets)]
+    return max(fine, key=lambda sv: sv[1][0], default=None)
+
+
+def improves(new, old, **targets):
+    """Whether the new model's best edit within the targets beats the old one's (both {strength: summary})."""
+    new_best, old_best = best_strength(new, **targets), best_strength(old, **targets)
+    return new_best is not None and (old_best is None or new_best[1][0] > old_best[1][0])
 
 
 def run_facts(run):
@@ -79,36 +95,38 @@ def score_committed(strength, n, folder, committed):
     return json.loads(out.read_text()) if out.exists() else score(committed, strength, n, out=out)
 
 
-def stop(run, n=64, strengths=(1.0, 2.0), card=CARD, committed=None):
-    """Export `run`, score it and the committed model at each strength, log a row, keep it if it improves
-    at the committed model's default strength (which must be among `strengths`).
+def stop(run, n=64, strengths=(1.5, 2.0), card=CARD, committed=None):
+    """Export `run`, score it and the committed model at each strength, log a row, and replace the committed
+    model if it edits better (`improves`), with its best strength stored as its default (`default_strength`).
 
     Returns (whether it was committed, {strength: (new summary, committed summary)})."""
     committed = Path(committed or CHECKPOINTS / f"{NAME}.safetensors")
-    default = default_strength(NAME)
-    if default not in strengths:
-        raise ValueError(f"strengths {strengths} must include the default strength {default:g}")
     _, config, step, init_steps = read_checkpoint(run)
     exported = export_ema(run, Path(run) / f"{NAME}-step{init_steps + step}.safetensors")
-    scores = {s: (summary(score(exported, s, n)), summary(score_committed(s, n, run, committed))) for s in strengths}
-    better = improves(*scores[default])
+    new = {s: summary(score(exported, s, n)) for s in strengths}
+    old = {s: summary(score_committed(s, n, run, committed)) for s in strengths}
+    better = improves(new, old)
+    chosen = best_strength(new)
     if better:
-        shutil.copyfile(exported, committed)
+        with safe_open(exported, framework="pt") as f:
+            tensors, meta = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+        atomic_save(tensors, committed, {**meta, "strength": f"{chosen[0]:g}"})
         committed.with_suffix(".json").write_text(config.to_json() + "\n")
     hours, machines = run_facts(run)
-    new = {s: scores[s][0] for s in strengths}
     cells = [time.strftime("%Y-%m-%d"), f"{init_steps + step:,}", f"{hours:.2f}", machines,
-             " / ".join(f"{new[s][0]:.3f}" for s in strengths), " / ".join(f"{new[s][1]:.3f}" for s in strengths),
-             f"{new[default][3]:.2f} dB / {new[default][4]:.3f}", "yes" if better else "no"]
+             "; ".join(f"s={s:g}: {new[s][0]:.3f}" for s in strengths),
+             "; ".join(f"s={s:g}: {new[s][1]:.3f}" for s in strengths) + f" (unchanged {new[strengths[0]][2]:.3f})",
+             f"{new[strengths[0]][3]:.2f} dB / {new[strengths[0]][4]:.3f}",
+             f"yes, strength {chosen[0]:g}" if better else "no"]
     log_row(card, cells)
-    return better, scores
+    return better, {s: (new[s], old[s]) for s in strengths}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m celebadiff.campaign", description=__doc__.splitlines()[0])
     parser.add_argument("run", help="the campaign's run folder (runs/celeba64)")
     parser.add_argument("--n", type=int, default=64, help="valid faces to score")
-    parser.add_argument("--strengths", default="1,2", help="comma-separated edit strengths to score")
+    parser.add_argument("--strengths", default="1.5,2", help="comma-separated edit strengths to score")
     args = parser.parse_args(argv)
     strengths = tuple(float(s) for s in args.strengths.split(","))
     better, scores = stop(args.run, args.n, strengths)

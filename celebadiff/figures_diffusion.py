@@ -138,3 +138,31 @@ def sample_rows(rows, col_labels=None, title=None, cell=1.0):
     """Rows of samples, one labelled row per setting: {row label: (N, 3, H, W) in [-1, 1]}."""
     return image_grid([list(x) for x in rows.values()], row_labels=list(rows), col_labels=col_labels,
                       title=title, cell=cell)
+
+
+@torch.no_grad()
+def attribute_samples(model, schedule, attributes, size, switched=("Smiling", "Male", "Eyeglasses", "Blond_Hair"),
+                      n=8, steps=50, seed=0, w=0.0):
+    """What a model draws: samples from the same noise, unconditional, then with each attribute switched on.
+
+    Row "(none)" leaves every attribute UNKNOWN (the unconditional model); row NAME sets NAME PRESENT and
+    leaves the rest UNKNOWN, so rows differ by that attribute alone. x_T: (n, 3, size, size) from `seed`;
+    DDIM, `clip=True`, guidance weight `w` (`sampling.guided`; 0: the plain conditional model).
+
+    Returns {row label: (n, 3, H, W) in [-1, 1]}, for `sample_rows`.
+    """
+    from .sampling import ddim_sample, guided
+    from .unet import PRESENT, UNKNOWN
+    device = next(model.parameters()).device
+    missing = [a for a in switched if a not in attributes]
+    if missing:
+        raise ValueError(f"the model has no attributes {missing}; it knows {', '.join(attributes)}")
+    x_T = torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed)).to(device)
+    net = guided(model, w) if w else model
+    rows = {}
+    for name in ("(none)", *switched):
+        y = torch.full((n, len(attributes)), UNKNOWN, dtype=torch.long, device=device)
+        if name in attributes:
+            y[:, list(attributes).index(name)] = PRESENT
+        rows[name] = ddim_sample(net, schedule, x_T, y, steps, clip=True)
+    return rows

@@ -68,8 +68,14 @@ DEFAULT_STRENGTH = {"celeba64": 2.0}
 
 
 def default_strength(checkpoint):
-    """The edit strength used by default with this model: DEFAULT_STRENGTH for a committed model, else 1."""
+    """The edit strength used by default with this model: the one chosen for it on valid faces and stored
+    in its file (`strength` in the metadata, written by `celebadiff.campaign`), else DEFAULT_STRENGTH for a
+    committed model, else 1."""
     path = resolve(checkpoint)
+    with safe_open(path, framework="pt") as f:
+        stored = (f.metadata() or {}).get("strength")
+    if stored is not None:
+        return float(stored)
     return DEFAULT_STRENGTH.get(path.stem, 1.0) if path.parent == CHECKPOINTS else 1.0
 
 
