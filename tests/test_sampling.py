@@ -139,3 +139,39 @@ def test_at_strength_one_the_source_condition_is_not_evaluated():
     # strength 1 evaluates the target alone (one batch of 2); 2.5 needs eps(y) as well (2 x 2)
     guided(recorded, target=target, target_w=2.5)(x, t, y)
     assert batches == [2, 4]
+
+
+def test_the_inversion_step_is_ddim_step_run_upwards_and_the_stochastic_step_runs_down_only():
+    s = NoiseSchedule.linear(1000)
+    x, eps = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    up = ddim_step(s, x, eps, 200, 400)  # x at step 200 to step 400: eq. (1) at 200, eq. (3) at 400
+    ab_s, ab_t = s.alpha_bar[200].float(), s.alpha_bar[400].float()
+    expected = ab_t.sqrt() * (x - (1 - ab_s).sqrt() * eps) / ab_s.sqrt() + (1 - ab_t).sqrt() * eps
+    torch.testing.assert_close(up, expected)
+    torch.testing.assert_close(ddim_step(s, up, eps, 400, 200), x, atol=1e-5, rtol=0)  # and back down
+    with pytest.raises(ValueError, match="only the deterministic step"):
+        ddim_step(s, x, eps, 200, 400, eta=1.0, z=torch.zeros_like(x))
+
+
+def test_diffedits_keep_follows_the_inversion_outside_the_mask():
+    s = NoiseSchedule.linear(1000)
+    model = lambda x, t, y: 0.1 * x + 0.2  # any model: the blend alone decides what comes back outside
+    x0 = torch.rand(1, 3, 8, 8) * 2 - 1
+    trajectory = ddim_invert(model, s, x0, None, steps=5, return_trajectory=True)
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :4] = 1
+    out = ddim_sample(lambda x, t, y: model(x, t, y) + 0.5, s, trajectory[-1], None, steps=5, keep=(trajectory, mask))
+    assert torch.equal(out[..., 4:], x0[..., 4:]) and (out[..., :4] - x0[..., :4]).abs().min() > 1e-3
+
+
+def test_several_targets_with_per_pixel_weights_in_one_call():
+    y = torch.tensor([[ABSENT, ABSENT, ABSENT]])
+    targets = [torch.tensor([[PRESENT, ABSENT, ABSENT]]), torch.tensor([[ABSENT, PRESENT, PRESENT]])]
+    x, t = torch.zeros(1, 1, 2, 2), torch.zeros(1, dtype=torch.long)
+    left, right = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]]), torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]])
+    out = guided(linear_model, target=targets, target_w=[2.0 * left, 0.5 * right])(x, t, y)
+    eps = lambda states: linear_model(x, t, states)  # eps(y) = 0, eps(targets[0]) = 1/3, eps(targets[1]) = 2/3
+    expected = eps(y) + 2.0 * left * (eps(targets[0]) - eps(y)) + 0.5 * right * (eps(targets[1]) - eps(y))
+    torch.testing.assert_close(out, expected)
+    with pytest.raises(ValueError, match="one weight per target"):
+        guided(linear_model, target=targets, target_w=[1.0])
