@@ -58,8 +58,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from celebadiff.config import preset  # noqa: E402
 from celebadiff.models import build_model  # noqa: E402
-from celebadiff.precision import autocast, cpu_bf16_units, resolve_precision  # noqa: E402
-from celebadiff.train import device_name  # noqa: E402
+from celebadiff.precision import autocast, cpu_bf16_units, device_name, resolve_precision  # noqa: E402
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 SAMPLE_BATCH, MM_N = 64, 1024

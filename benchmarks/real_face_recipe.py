@@ -13,12 +13,11 @@ scoring each on 2 idle cores.
 """
 
 import argparse
-import csv
 import subprocess
 import sys
 from pathlib import Path
 
-from celebadiff.campaign import score, summary
+from celebadiff.campaign import read_rows, score, summary
 from celebadiff.models import export_ema, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +49,7 @@ def train_arm(name, minutes, runs, probe=200):
 
 def idle_rate(run):
     """Images/s of the arm on an idle machine: the 80th percentile of its loss.csv windows."""
-    rates = sorted(float(r["images_per_s"]) for r in _loss_rows(run))
+    rates = sorted(float(r["images_per_s"]) for r in read_rows(run / "loss.csv"))
     return rates[int(0.8 * (len(rates) - 1))]
 
 
@@ -59,17 +58,13 @@ def budget(run, minutes, batch=64):
     return round(minutes * 60 * idle_rate(run) / batch)
 
 
-def _loss_rows(run):
-    return list(csv.DictReader(open(run / "loss.csv")))
-
-
 def arm_row(name, run, n):
     _, _, step, _ = read_checkpoint(run)
-    rows = _loss_rows(run)
+    rows, rate = read_rows(run / "loss.csv"), idle_rate(run)
     exported = export_ema(run, run / "ema.safetensors")
     scores = {s: summary(score(exported, s, n)) for s in (1.0, 2.0)}
     return {"arm": name, "options": " ".join(ARMS[name]) or "(none)", "steps": step,
-            "minutes": step * 64 / idle_rate(run) / 60, "img_s": idle_rate(run),
+            "minutes": step * 64 / rate / 60, "img_s": rate,
             "loss_last_500": sum(float(r["loss"]) for r in rows[-10:]) / len(rows[-10:]), "scores": scores}
 
 

@@ -69,12 +69,18 @@ def improves(new, old, **targets):
     return new_best is not None and (old_best is None or new_best[1][0] > old_best[1][0])
 
 
+def read_rows(path):
+    """The rows of a CSV file with a header, as dicts (a run's loss.csv or starts.csv); [] if it is not there."""
+    path = Path(path)
+    return list(csv.DictReader(path.read_text().splitlines())) if path.exists() else []
+
+
 def run_facts(run):
     """(training hours of the model's whole lineage, CPUs and precisions) of a run folder."""
     run = Path(run)
-    rows = list(csv.DictReader(open(run / "loss.csv")))
+    rows = read_rows(run / "loss.csv")
     seconds = float(rows[-1].get("seconds") or 0) if rows else 0.0
-    starts = list(csv.DictReader(open(run / "starts.csv"))) if (run / "starts.csv").exists() else []
+    starts = read_rows(run / "starts.csv")
     machines = sorted({f"{r['device']}, {r['precision']}" for r in starts})
     return STAGE1_HOURS + seconds / 3600, "; ".join(machines) or "unknown"
 

@@ -10,6 +10,7 @@ the big products are rounded. On a CPU without bf16 units bf16 is emulated and s
 reads the processor's flags instead of assuming.
 """
 
+import os
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -17,12 +18,25 @@ PRECISIONS = ("auto", "fp32", "bf16")
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of the units that make bf16 fast
 
 
+def cpu_field(name, cpuinfo="/proc/cpuinfo"):
+    """The first value of field `name` in /proc/cpuinfo ("" where it or the file is not there)."""
+    path = Path(cpuinfo)
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == name), "")
+
+
 def cpu_bf16_units(cpuinfo="/proc/cpuinfo"):
     """The bf16 flags this CPU reports (a tuple, empty where it has none or the file is not there)."""
-    path = Path(cpuinfo)
-    text = path.read_text() if path.is_file() else ""
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    flags = cpu_field("flags", cpuinfo).split()
     return tuple(f for f in BF16_FLAGS if f in flags)
+
+
+def device_name(device="cpu"):
+    """The processor a timing ran on: the GPU's name, or the CPU's model name and core count."""
+    import torch
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_field('model name') or 'CPU'} x{os.cpu_count()}"
 
 
 def resolve_precision(precision="auto", device="cpu"):

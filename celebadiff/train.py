@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .data import CelebADataset, default_cache_dir, to_model_range
 from .diffusion import NoiseSchedule, diffusion_loss
 from .models import LAST, atomic_save, build_model, load_model, prefixed, read_checkpoint
-from .precision import autocast, describe_precision, resolve_precision
+from .precision import autocast, describe_precision, device_name, resolve_precision
 from .sampling import ddim_sample
 from .unet import attribute_states
 
@@ -237,12 +237,3 @@ def _log_start(path, step, precision, device):
     _append_row(path, ["date", "step", "device", "precision"],
                 [time.strftime("%Y-%m-%d %H:%M"), step, device_name(device), precision])
 
-
-def device_name(device):
-    """The processor a timing ran on: the GPU's name, or the CPU's model name and core count."""
-    if torch.device(device).type == "cuda":
-        return torch.cuda.get_device_name(device)
-    info = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in (info.read_text().splitlines() if info.is_file() else [])
-             if line.startswith("model name")]
-    return f"{names[0] if names else 'CPU'} x{os.cpu_count()}"

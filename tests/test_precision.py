@@ -16,6 +16,8 @@ def _cpuinfo(tmp_path, flags):
                                           ("amx_tile amx_bf16 avx512_bf16", ("amx_bf16", "avx512_bf16"))])
 def test_bf16_units_are_read_from_the_cpu_flags(tmp_path, flags, units):
     assert precision.cpu_bf16_units(_cpuinfo(tmp_path, flags)) == units
+    assert precision.cpu_field("model name", _cpuinfo(tmp_path, flags)) == "Test CPU"
+    assert precision.cpu_field("model name", tmp_path / "missing") == ""
 
 
 def test_auto_picks_bf16_only_where_the_cpu_has_units(monkeypatch):
